@@ -1,0 +1,129 @@
+//! The `AuthUser` extractor: a request with a valid access token of a live session.
+
+use axum::{
+    extract::{FromRef, FromRequestParts},
+    http::{header::AUTHORIZATION, request::Parts, HeaderMap},
+};
+
+use crate::{
+    domain::User,
+    error::{ApiError, AuthFailure},
+    service::AuthService,
+};
+
+/// The authenticated user of a request. A missing credential and a bad one are different
+/// errors (plain `401` vs `401 invalid_token`); there is deliberately no `Option<AuthUser>`.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub user: User,
+    pub session_id: uuid::Uuid,
+}
+
+pub const MALFORMED: &str = "malformed Authorization header";
+
+/// What the `Authorization` header holds.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Bearer<'a> {
+    Missing,
+    Malformed,
+    Token(&'a str),
+}
+
+/// Reads `Authorization: Bearer <token>` (RFC 6750 §2.1; the scheme is case-insensitive).
+/// Another scheme counts as no credential; a Bearer header without a well-formed token is
+/// malformed.
+pub fn bearer_token(headers: &HeaderMap) -> Bearer<'_> {
+    let Some(value) = headers.get(AUTHORIZATION) else {
+        return Bearer::Missing;
+    };
+    let Ok(value) = value.to_str() else {
+        return Bearer::Malformed;
+    };
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Bearer::Missing;
+    }
+    let token = token.trim();
+    // RFC 6750 b64token: a non-empty run of these characters, '=' padding at the end.
+    let valid = !token.is_empty()
+        && token.trim_end_matches('=').bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        });
+    if valid {
+        Bearer::Token(token)
+    } else {
+        Bearer::Malformed
+    }
+}
+
+impl<S> FromRequestParts<S> for AuthUser
+where
+    S: Send + Sync,
+    AuthService: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let token = match bearer_token(&parts.headers) {
+            Bearer::Missing => return Err(ApiError::Unauthorized(AuthFailure::Missing)),
+            Bearer::Malformed => {
+                return Err(ApiError::Unauthorized(AuthFailure::InvalidToken(MALFORMED)))
+            }
+            Bearer::Token(token) => token,
+        };
+        let auth = AuthService::from_ref(state);
+        let found = auth.authenticate(token).await?;
+        tracing::Span::current().record("user_id", tracing::field::display(found.user.id));
+        Ok(AuthUser {
+            user: found.user,
+            session_id: found.session_id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(value: Option<&[u8]>) -> Bearer<'static> {
+        let mut headers = HeaderMap::new();
+        if let Some(v) = value {
+            headers.insert(
+                AUTHORIZATION,
+                axum::http::HeaderValue::from_bytes(v).unwrap(),
+            );
+        }
+        // Leaked in tests only, to return a borrowed token.
+        bearer_token(Box::leak(Box::new(headers)))
+    }
+
+    #[test]
+    fn reads_bearer_tokens() {
+        assert_eq!(
+            parse(Some(b"Bearer abc.def.ghi")),
+            Bearer::Token("abc.def.ghi")
+        );
+        assert_eq!(parse(Some(b"bearer abc")), Bearer::Token("abc"));
+        assert_eq!(parse(Some(b"BEARER  abc ")), Bearer::Token("abc"));
+    }
+
+    #[test]
+    fn other_schemes_are_no_credential() {
+        assert_eq!(parse(None), Bearer::Missing);
+        assert_eq!(parse(Some(b"Basic dXNlcjpwYXNz")), Bearer::Missing);
+        assert_eq!(parse(Some(b"Token abc")), Bearer::Missing);
+    }
+
+    #[test]
+    fn garbage_bearer_values_are_malformed() {
+        for bad in [
+            &b"Bearer"[..],
+            b"Bearer ",
+            b"Bearer a b",
+            b"Bearer <script>",
+            b"Bearer \xff\xfe",
+        ] {
+            assert_eq!(parse(Some(bad)), Bearer::Malformed, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! argon2id password hashing on the blocking pool, with a cap on concurrent hashes.
+
+use std::sync::Arc;
+
+use argon2::{
+    password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString},
+    Algorithm, Argon2, Params, Version,
+};
+use rand::rngs::OsRng;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Semaphore;
+
+/// OWASP's argon2id recommendation: 19 MiB of memory, 2 passes, 1 lane.
+pub const M_COST_KIB: u32 = 19_456;
+pub const T_COST: u32 = 2;
+pub const P_COST: u32 = 1;
+
+/// Hashes and verifies passwords without blocking the async workers.
+///
+/// Each hash takes ~20 ms of CPU and 19 MiB of memory, so at most `max_concurrent` run at
+/// once (one per core by default); the rest wait their turn.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    argon2: Argon2<'static>,
+    permits: Arc<Semaphore>,
+    /// A real hash of a random password: verified against when the user does not exist, so
+    /// an unknown username costs the same time as a wrong password.
+    dummy_hash: Arc<str>,
+}
+
+/// The result of checking a password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Match { needs_rehash: bool },
+    Mismatch,
+}
+
+impl PasswordHasher {
+    pub fn new(max_concurrent: usize) -> Self {
+        let params =
+            Params::new(M_COST_KIB, T_COST, P_COST, None).expect("argon2 parameters are valid");
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let dummy_hash = hash_with(&argon2, &uuid::Uuid::new_v4().to_string()).into();
+        Self {
+            argon2,
+            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            dummy_hash,
+        }
+    }
+
+    /// One permit per available core.
+    pub fn per_core() -> Self {
+        Self::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// Hashes a password into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`).
+    pub async fn hash(&self, password: SecretString) -> anyhow::Result<String> {
+        let argon2 = self.argon2.clone();
+        self.run(move || hash_with(&argon2, password.expose_secret()))
+            .await
+    }
+
+    /// Checks `password` against `stored` (a PHC string), or against the dummy hash when
+    /// there is no such user, which always gives [`Verdict::Mismatch`].
+    pub async fn verify(
+        &self,
+        password: SecretString,
+        stored: Option<String>,
+    ) -> anyhow::Result<Verdict> {
+        let argon2 = self.argon2.clone();
+        let dummy = self.dummy_hash.clone();
+        self.run(move || match &stored {
+            Some(phc) => verify_with(&argon2, password.expose_secret(), phc),
+            None => {
+                let _ = verify_with(&argon2, password.expose_secret(), &dummy);
+                Verdict::Mismatch
+            }
+        })
+        .await
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let _permit = self.permits.acquire().await?;
+        Ok(tokio::task::spawn_blocking(job).await?)
+    }
+}
+
+fn hash_with(argon2: &Argon2<'_>, password: &str) -> String {
+    let salt = SaltString::generate(&mut OsRng);
+    argon2
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 hashing cannot fail for in-range parameters")
+        .to_string()
+}
+
+fn verify_with(argon2: &Argon2<'_>, password: &str, phc: &str) -> Verdict {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return Verdict::Mismatch;
+    };
+    if argon2
+        .verify_password(password.as_bytes(), &parsed)
+        .is_err()
+    {
+        return Verdict::Mismatch;
+    }
+    let current = Params::try_from(&parsed).ok();
+    let needs_rehash = parsed.algorithm != argon2::ARGON2ID_IDENT
+        || current
+            .is_none_or(|p| (p.m_cost(), p.t_cost(), p.p_cost()) != (M_COST_KIB, T_COST, P_COST));
+    Verdict::Match { needs_rehash }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(s: &str) -> SecretString {
+        SecretString::from(s)
+    }
+
+    #[tokio::test]
+    async fn hashes_verify_and_use_owasp_parameters() {
+        let hasher = PasswordHasher::new(2);
+        let phc = hasher.hash(secret("correct horse")).await.unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        assert_eq!(
+            hasher
+                .verify(secret("correct horse"), Some(phc.clone()))
+                .await
+                .unwrap(),
+            Verdict::Match {
+                needs_rehash: false
+            }
+        );
+        assert_eq!(
+            hasher
+                .verify(secret("wrong horse"), Some(phc))
+                .await
+                .unwrap(),
+            Verdict::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn same_password_gets_different_salts() {
+        let hasher = PasswordHasher::new(1);
+        let a = hasher.hash(secret("same-password")).await.unwrap();
+        let b = hasher.hash(secret("same-password")).await.unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[tokio::test]
+    async fn unknown_user_never_matches() {
+        let hasher = PasswordHasher::new(1);
+        assert_eq!(
+            hasher.verify(secret("anything"), None).await.unwrap(),
+            Verdict::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn weaker_parameters_ask_for_a_rehash() {
+        let weak = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(8, 1, 1, None).unwrap(),
+        );
+        let phc = hash_with(&weak, "pw-123456");
+        let hasher = PasswordHasher::new(1);
+        assert_eq!(
+            hasher.verify(secret("pw-123456"), Some(phc)).await.unwrap(),
+            Verdict::Match { needs_rehash: true }
+        );
+    }
+
+    #[tokio::test]
+    async fn garbage_hash_is_a_mismatch_not_a_panic() {
+        let hasher = PasswordHasher::new(1);
+        assert_eq!(
+            hasher
+                .verify(secret("x"), Some("not-a-phc".into()))
+                .await
+                .unwrap(),
+            Verdict::Mismatch
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! Domain types that parse rather than validate: once you hold one, it is valid.
+
+mod email;
+mod full_name;
+mod password;
+mod user;
+mod username;
+
+pub use email::Email;
+pub use full_name::FullName;
+pub use password::{Password, PasswordPolicyError};
+pub use user::{User, UserId};
+pub use username::Username;

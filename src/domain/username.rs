@@ -1,0 +1,89 @@
+use std::fmt;
+
+/// A username: 3 to 32 characters of `[A-Za-z0-9_.-]`. Case is kept for display; uniqueness
+/// and login use [`Username::normalized`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    pub const MIN_LEN: usize = 3;
+    pub const MAX_LEN: usize = 32;
+
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let len = raw.chars().count();
+        if len < Self::MIN_LEN {
+            return Err("must be at least 3 characters");
+        }
+        if len > Self::MAX_LEN {
+            return Err("must be at most 32 characters");
+        }
+        if !raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        {
+            return Err("may contain only letters, digits, '_', '.' and '-'");
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key that makes usernames unique without regard to case.
+    pub fn normalized(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+
+    /// The lookup key for a login attempt, which need not be a valid username.
+    pub fn normalize_login(raw: &str) -> String {
+        raw.to_ascii_lowercase()
+    }
+}
+
+impl fmt::Debug for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Username").field(&self.0).finish()
+    }
+}
+
+impl AsRef<str> for Username {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_allowed_alphabet() {
+        for ok in ["abc", "John_Doe", "a.b-c_9", &"x".repeat(32)] {
+            assert_eq!(Username::parse(ok).unwrap().as_str(), ok);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_lengths_and_characters() {
+        for bad in [
+            "",
+            "ab",
+            &"x".repeat(33),
+            "has space",
+            "émile",
+            "a/b",
+            "semi;colon",
+            "nul\0x",
+        ] {
+            assert!(Username::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn normalizes_case_only() {
+        let u = Username::parse("Alice.Smith").unwrap();
+        assert_eq!(u.normalized(), "alice.smith");
+        assert_eq!(u.as_str(), "Alice.Smith");
+    }
+}

@@ -1,0 +1,245 @@
+//! The error types handlers return, and how each maps to a status and a stable code.
+//!
+//! Everywhere but the token endpoints the body is `{"error": code, "detail": message}`
+//! ([`ApiError`]); `/token` and the `/auth/*` token endpoints answer in the RFC 6749 §5.2 shape,
+//! which adds `error_description` ([`OAuthError`]).
+
+use axum::{
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::repo::{RepoError, UniqueField};
+
+/// One refused field of a request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Why a protected endpoint refused the credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No `Authorization: Bearer` header at all.
+    Missing,
+    /// A token was sent but is malformed, forged, expired or revoked.
+    InvalidToken(&'static str),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("{0}")]
+    MalformedBody(String),
+    #[error("{0}")]
+    UnsupportedMediaType(&'static str),
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("{0:?} taken")]
+    Conflict(UniqueField),
+    #[error("unauthorized")]
+    Unauthorized(AuthFailure),
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("service unavailable")]
+    Unavailable,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            ApiError::MalformedBody(_) => (StatusCode::BAD_REQUEST, "malformed_body"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::Conflict(UniqueField::Username) => (StatusCode::CONFLICT, "username_taken"),
+            ApiError::Conflict(UniqueField::Email) => (StatusCode::CONFLICT, "email_taken"),
+            ApiError::Unauthorized(AuthFailure::Missing) => {
+                (StatusCode::UNAUTHORIZED, "unauthorized")
+            }
+            ApiError::Unauthorized(AuthFailure::InvalidToken(_)) => {
+                (StatusCode::UNAUTHORIZED, "invalid_token")
+            }
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            ApiError::Validation(fields) if fields.len() == 1 => {
+                format!("{} {}", fields[0].field, fields[0].message)
+            }
+            ApiError::Validation(_) => "the request has invalid fields".into(),
+            ApiError::MalformedBody(detail) => detail.clone(),
+            ApiError::UnsupportedMediaType(detail) => (*detail).into(),
+            ApiError::PayloadTooLarge => "the request body is too large".into(),
+            ApiError::Conflict(UniqueField::Username) => "that username is already taken".into(),
+            ApiError::Conflict(UniqueField::Email) => {
+                "that e-mail address is already registered".into()
+            }
+            ApiError::Unauthorized(AuthFailure::Missing) => "authentication required".into(),
+            ApiError::Unauthorized(AuthFailure::InvalidToken(why)) => (*why).into(),
+            ApiError::NotFound => "no such resource".into(),
+            ApiError::MethodNotAllowed => "method not allowed on this resource".into(),
+            ApiError::Unavailable => "the service is temporarily unavailable; retry shortly".into(),
+            ApiError::Internal(_) => "internal server error".into(),
+        }
+    }
+
+    /// Logs what the client must not see. Runs inside the request's span, so the line carries
+    /// the request id.
+    fn log(&self) {
+        match self {
+            ApiError::Internal(e) => tracing::error!(error = format!("{e:#}"), "request failed"),
+            ApiError::Unavailable => tracing::warn!("database unavailable"),
+            _ => {}
+        }
+    }
+}
+
+impl From<RepoError> for ApiError {
+    fn from(e: RepoError) -> Self {
+        match e {
+            RepoError::Conflict(field) => ApiError::Conflict(field),
+            RepoError::Unavailable(_) => ApiError::Unavailable,
+            RepoError::Other(e) => ApiError::Internal(e.into()),
+        }
+    }
+}
+
+/// Seconds a client should wait before retrying a `503`.
+const RETRY_AFTER_SECS: &str = "5";
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.log();
+        let (status, code) = self.status_and_code();
+        let mut body = json!({ "error": code, "detail": self.detail() });
+        if let ApiError::Validation(fields) = &self {
+            body["fields"] = json!(fields);
+        }
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        match self {
+            ApiError::Unauthorized(AuthFailure::Missing) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="authd""#),
+                );
+            }
+            ApiError::Unauthorized(AuthFailure::InvalidToken(why)) => {
+                let challenge = format!(
+                    r#"Bearer realm="authd", error="invalid_token", error_description="{why}""#
+                );
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
+            }
+            ApiError::Unavailable => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECS),
+                );
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// Errors of the token endpoints, in the RFC 6749 §5.2 shape.
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    #[error("invalid_request: {0}")]
+    InvalidRequest(String),
+    /// Bad credentials, or an unknown, expired, revoked or reused refresh token.
+    #[error("invalid_grant: {description}")]
+    InvalidGrant {
+        status: StatusCode,
+        description: &'static str,
+    },
+    #[error("unsupported_grant_type")]
+    UnsupportedGrantType(String),
+    /// Anything that is not the client's fault (503, 500) keeps its own status.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+impl From<RepoError> for OAuthError {
+    fn from(e: RepoError) -> Self {
+        OAuthError::Api(e.into())
+    }
+}
+
+impl From<anyhow::Error> for OAuthError {
+    fn from(e: anyhow::Error) -> Self {
+        OAuthError::Api(e.into())
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let (status, code, description) = match self {
+            OAuthError::InvalidRequest(d) => (StatusCode::BAD_REQUEST, "invalid_request", d),
+            OAuthError::InvalidGrant {
+                status,
+                description,
+            } => (status, "invalid_grant", description.to_owned()),
+            OAuthError::UnsupportedGrantType(grant) => (
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                format!("grant_type {grant:?} is not supported; use password or refresh_token"),
+            ),
+            OAuthError::Api(e) => {
+                let mut response = e.into_response();
+                no_store(&mut response);
+                return response;
+            }
+        };
+        let body =
+            json!({ "error": code, "error_description": description, "detail": description });
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer realm="authd""#),
+            );
+        }
+        no_store(&mut response);
+        response
+    }
+}
+
+/// RFC 6749 §5.1: token responses must not be cached.
+pub fn no_store(response: &mut Response) {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}

@@ -1,0 +1,123 @@
+//! JSON token endpoints under `/auth`: login, refresh, logout, logout-all.
+
+use axum::{
+    body::Bytes,
+    extract::{rejection::BytesRejection, State},
+    http::{HeaderMap, StatusCode},
+    response::Response,
+    routing::post,
+    Router,
+};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::{
+    json::{body_error, has_content_type, is_json, parse_json, ApiJson},
+    token::{grant_error, token_response},
+    ClientInfo,
+};
+use crate::{
+    auth::{
+        extract::{bearer_token, Bearer, MALFORMED},
+        AuthUser,
+    },
+    error::{ApiError, AuthFailure, OAuthError},
+    service::AuthService,
+    state::AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/login", post(login))
+        .route("/auth/refresh", post(refresh))
+        .route("/auth/logout", post(logout))
+        .route("/auth/logout-all", post(logout_all))
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    username: Option<String>,
+    password: Option<SecretString>,
+}
+
+#[derive(Deserialize)]
+struct RefreshBody {
+    refresh_token: Option<String>,
+}
+
+#[tracing::instrument(name = "login", skip_all)]
+async fn login(
+    State(auth): State<AuthService>,
+    client: ClientInfo,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<Response, OAuthError> {
+    let username = body
+        .username
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| missing("username"))?;
+    let password = body.password.ok_or_else(|| missing("password"))?;
+    let pair = auth
+        .login(&username, password, client)
+        .await
+        .map_err(|e| grant_error(e, StatusCode::UNAUTHORIZED))?;
+    Ok(token_response(pair))
+}
+
+#[tracing::instrument(name = "refresh", skip_all)]
+async fn refresh(
+    State(auth): State<AuthService>,
+    ApiJson(body): ApiJson<RefreshBody>,
+) -> Result<Response, OAuthError> {
+    let presented = body.refresh_token.ok_or_else(|| missing("refresh_token"))?;
+    let pair = auth
+        .refresh(&presented)
+        .await
+        .map_err(|e| grant_error(e, StatusCode::UNAUTHORIZED))?;
+    Ok(token_response(pair))
+}
+
+/// Ends the session named by a refresh token in a JSON body, or else by the Bearer access token.
+#[tracing::instrument(name = "logout", skip_all)]
+async fn logout(
+    State(auth): State<AuthService>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, OAuthError> {
+    let body = body.map_err(|r| body_error(&r))?;
+    if !body.is_empty() {
+        if !has_content_type(&headers, is_json) {
+            return Err(
+                ApiError::UnsupportedMediaType("expected Content-Type: application/json").into(),
+            );
+        }
+        if let Some(presented) = parse_json::<RefreshBody>(&body)?.refresh_token {
+            auth.logout_with_refresh(&presented)
+                .await
+                .map_err(|e| grant_error(e, StatusCode::UNAUTHORIZED))?;
+            return Ok(StatusCode::NO_CONTENT);
+        }
+    }
+    let token = match bearer_token(&headers) {
+        Bearer::Missing => return Err(ApiError::Unauthorized(AuthFailure::Missing).into()),
+        Bearer::Malformed => {
+            return Err(ApiError::Unauthorized(AuthFailure::InvalidToken(MALFORMED)).into())
+        }
+        Bearer::Token(token) => token,
+    };
+    let found = auth.authenticate(token).await?;
+    auth.end_session(found.user.id, found.session_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[tracing::instrument(name = "logout_all", skip_all)]
+async fn logout_all(
+    State(auth): State<AuthService>,
+    user: AuthUser,
+) -> Result<StatusCode, ApiError> {
+    auth.end_all_sessions(user.user.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn missing(field: &str) -> OAuthError {
+    OAuthError::InvalidRequest(format!("missing field {field:?}"))
+}

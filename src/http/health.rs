@@ -1,0 +1,30 @@
+//! Liveness and readiness probes.
+
+use std::time::Duration;
+
+use axum::{extract::State, routing::get, Json, Router};
+use serde_json::{json, Value};
+
+use crate::{error::ApiError, repo::Db, state::AppState};
+
+/// A readiness check that takes longer than this counts as the database being down.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+}
+
+/// `200` while the process runs; touches nothing else.
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `200` when the database answers, `503` otherwise.
+async fn readyz(State(db): State<Db>) -> Result<Json<Value>, ApiError> {
+    match tokio::time::timeout(READY_TIMEOUT, db.ping()).await {
+        Ok(Ok(())) => Ok(Json(json!({ "status": "ready" }))),
+        _ => Err(ApiError::Unavailable),
+    }
+}

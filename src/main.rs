@@ -1,0 +1,67 @@
+use std::process::ExitCode;
+
+use authd::{config, startup, telemetry};
+use clap::{Parser, Subcommand};
+
+/// authd: user accounts, OAuth2 password login, JWT access tokens and rotating refresh tokens.
+///
+/// Settings come from the environment and from a `.env` file (see .env.example).
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match config::load_dotenv().and_then(|()| config::Config::from_env()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("authd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("authd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => {
+                let app = startup::Application::build(&config).await?;
+                app.run_until_stopped().await?;
+                Ok(())
+            }
+            Command::Migrate => {
+                startup::migrate(&config).await?;
+                tracing::info!("migrations applied");
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let e: anyhow::Error = e;
+            eprintln!("authd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

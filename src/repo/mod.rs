@@ -1,0 +1,152 @@
+//! The repository: every SQL statement authd runs, on SQLite or PostgreSQL.
+//!
+//! Both backends run the same statement text (`$1`-style parameters work on both) through
+//! runtime-checked `query_as` + `FromRow`; only the schema differs, in `migrations/<backend>/`.
+//! [`with_pool!`] expands a body once per backend so that each gets its own concrete types.
+//! Write transactions start with a write statement, so SQLite takes its write lock at once
+//! (waiting on `busy_timeout`) instead of failing to upgrade a read snapshot.
+
+mod keys;
+mod sessions;
+mod users;
+
+use std::{str::FromStr, time::Duration};
+
+use secrecy::ExposeSecret;
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    PgPool, SqlitePool,
+};
+
+pub use keys::StoredSigningKey;
+pub use sessions::{NewSession, RefreshRecord, Rotation};
+pub use users::{Credentials, NewUser};
+
+use crate::config::{Backend, Config};
+
+/// A connection pool to one of the two supported databases.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of whichever backend `$db` is.
+macro_rules! with_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::repo::Db::Sqlite($pool) => $body,
+            $crate::repo::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+/// Which unique constraint a write ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UniqueField {
+    Username,
+    Email,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("{0:?} already taken")]
+    Conflict(UniqueField),
+    /// The database cannot be reached or has no free connection: worth retrying later.
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error(transparent)]
+    Other(sqlx::Error),
+}
+
+impl From<sqlx::Error> for RepoError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::from_sqlx(err)
+    }
+}
+
+impl RepoError {
+    fn from_sqlx(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                // Postgres names the constraint; SQLite names the column in its message.
+                let names = format!("{} {}", db.constraint().unwrap_or_default(), db.message());
+                if names.contains("email") {
+                    RepoError::Conflict(UniqueField::Email)
+                } else if names.contains("username") {
+                    RepoError::Conflict(UniqueField::Username)
+                } else {
+                    RepoError::Other(err)
+                }
+            }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => RepoError::Unavailable(err),
+            _ => RepoError::Other(err),
+        }
+    }
+}
+
+pub type RepoResult<T> = Result<T, RepoError>;
+
+/// How long a request waits for a free connection before the database counts as unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Db {
+    /// Opens a pool for `config.database_url`. A SQLite file is created when missing.
+    pub async fn connect(config: &Config) -> RepoResult<Self> {
+        Self::connect_url(config.database_url.expose_secret(), config.backend).await
+    }
+
+    pub async fn connect_url(url: &str, backend: Backend) -> RepoResult<Self> {
+        let db = match backend {
+            Backend::Sqlite => {
+                let options = SqliteConnectOptions::from_str(url)?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    // With WAL, NORMAL loses no committed data on a process crash, only
+                    // possibly the last transactions on power loss, and avoids an fsync per commit.
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(5));
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_with(options)
+                    .await?;
+                Db::Sqlite(pool)
+            }
+            Backend::Postgres => {
+                let options = PgConnectOptions::from_str(url)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_with(options)
+                    .await?;
+                Db::Postgres(pool)
+            }
+        };
+        Ok(db)
+    }
+
+    /// Applies the embedded migrations of this backend.
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        match self {
+            Db::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await,
+            Db::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await,
+        }
+    }
+
+    /// `Ok` when the database answers a trivial query.
+    pub async fn ping(&self) -> RepoResult<()> {
+        with_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
+            .map_err(RepoError::from)
+    }
+
+    pub async fn close(&self) {
+        with_pool!(self, pool => pool.close().await)
+    }
+}

@@ -1,0 +1,114 @@
+//! Building and running the application: connect, migrate, load keys, bind, serve.
+
+use std::{future::Future, net::SocketAddr};
+
+use anyhow::Context;
+use axum::{extract::Request, ServiceExt};
+use tokio::net::TcpListener;
+use tower::Layer;
+use tower_http::normalize_path::NormalizePathLayer;
+
+use crate::{
+    auth::PasswordHasher, config::Config, domain::Password, http, repo::Db, service::AuthService,
+    state::AppState,
+};
+
+/// A bound, ready-to-serve authd. Tests build it on port 0 and read [`Application::addr`].
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects to the database, applies migrations, loads or creates the keys and binds the
+    /// listener. Fails without serving anything if any step fails.
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let db = Db::connect(config)
+            .await
+            .context("cannot connect to the database (DATABASE_URL)")?;
+        db.migrate()
+            .await
+            .context("cannot apply database migrations")?;
+        // Building the hasher computes its dummy hash: ~20 ms of CPU, kept off the runtime.
+        let hasher = tokio::task::spawn_blocking(PasswordHasher::per_core).await?;
+        let auth = AuthService::load(db.clone(), hasher, config)
+            .await
+            .context("cannot load signing keys")?;
+        tokio::task::spawn_blocking(Password::warm_up);
+
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("cannot listen on {} (AUTHD_ADDR)", config.addr))?;
+        let addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            addr,
+            state: AppState { auth, db },
+        })
+    }
+
+    /// The address really bound (with the real port when `AUTHD_ADDR` asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until SIGTERM or Ctrl-C.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting connections, lets in-flight
+    /// requests finish, and closes the database pool.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let db = self.state.db.clone();
+        let app = NormalizePathLayer::trim_trailing_slash().layer(http::router(self.state));
+        let service = ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);
+        tracing::info!(addr = %self.addr, "authd listening");
+        let served = axum::serve(self.listener, service)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        db.close().await;
+        tracing::info!("authd stopped");
+        served
+    }
+}
+
+/// Applies the migrations of the configured database and returns.
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let db = Db::connect(config)
+        .await
+        .context("cannot connect to the database (DATABASE_URL)")?;
+    db.migrate()
+        .await
+        .context("cannot apply database migrations")?;
+    db.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
