@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use uuid::Uuid;
@@ -307,11 +307,12 @@ impl AuthService {
                     .ok_or(AuthError::InvalidRefreshToken)?;
                 continue;
             }
+            // `now` was read before a concurrent rotation may have happened, so the age can be
+            // negative: that is the very case the grace window exists for.
+            let grace = TimeDelta::from_std(policy.refresh_grace).unwrap_or(TimeDelta::MAX);
             let just_rotated = record.token_generation + 1 == record.current_generation
                 && !policy.refresh_grace.is_zero()
-                && (now - record.rotated_at)
-                    .to_std()
-                    .is_ok_and(|age| age <= policy.refresh_grace);
+                && now - record.rotated_at <= grace;
             if just_rotated {
                 // The child of the presented token is the session's current token.
                 return Ok(self.pair_for(&record, now, &child, record.idle_expires_at)?);

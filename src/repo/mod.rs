@@ -135,7 +135,22 @@ impl Db {
     /// Applies the embedded migrations of this backend.
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
         match self {
-            Db::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await,
+            // Postgres serialises concurrent migrators with an advisory lock. SQLite has none,
+            // but each migration is one transaction: a process that loses the race to another
+            // one starting on the same file rolls back, and on retry finds the work done.
+            Db::Sqlite(pool) => {
+                let migrator = sqlx::migrate!("migrations/sqlite");
+                let mut attempt = 0;
+                loop {
+                    match migrator.run(pool).await {
+                        Err(_) if attempt < 3 => {
+                            attempt += 1;
+                            tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                        }
+                        result => return result,
+                    }
+                }
+            }
             Db::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await,
         }
     }

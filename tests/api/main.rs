@@ -1,0 +1,12 @@
+//! Integration tests over real HTTP. Each test gets its own database: SQLite by default,
+//! PostgreSQL with `TEST_DATABASE_URL=postgres://...` (CI runs both).
+
+mod helpers;
+
+mod bad_tokens;
+mod login;
+mod logout;
+mod operations;
+mod refresh;
+mod register;
+mod restart;

@@ -1,0 +1,354 @@
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = spawn_app().await;
+    for path in ["/healthz", "/healthz/", "/readyz", "/readyz/"] {
+        let r = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn every_endpoint_answers_with_and_without_a_trailing_slash() {
+    let app = spawn_app().await;
+    let (name, pair) = app.new_session().await;
+    let (access, _) = tokens(&pair);
+    for slash in ["", "/"] {
+        let r = app
+            .client
+            .get(app.url(&format!("/users/me{slash}")))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = app
+            .post_json(
+                &format!("/users{slash}"),
+                &json!({"username": unique_name("s"), "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let r = app
+            .client
+            .post(app.url(&format!("/token{slash}")))
+            .form(&[("username", &name), ("password", &PASSWORD.to_owned())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = app
+            .post_json(
+                &format!("/auth/login{slash}"),
+                &json!({"username": name, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let fresh: Value = r.json().await.unwrap();
+        let r = app
+            .post_json(
+                &format!("/auth/refresh{slash}"),
+                &json!({"refresh_token": tokens(&fresh).1}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let fresh: Value = r.json().await.unwrap();
+        let r = app
+            .client
+            .post(app.url(&format!("/auth/logout{slash}")))
+            .bearer_auth(tokens(&fresh).0)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        let r = app
+            .client
+            .get(app.url(&format!("/.well-known/jwks.json{slash}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let other = app.login(&name, PASSWORD).await;
+    let r = app
+        .client
+        .post(app.url("/auth/logout-all/"))
+        .bearer_auth(tokens(&other).0)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_echoing_the_clients() {
+    let app = spawn_app().await;
+    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let generated = r.headers()["x-request-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(generated).is_ok());
+    let r = app
+        .client
+        .get(app.url("/nope"))
+        .header("x-request-id", "client-chosen-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "client-chosen-42");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_answer_in_the_error_shape() {
+    let app = spawn_app().await;
+    assert_error(
+        app.client.get(app.url("/nope")).send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    // The tutorial's user-dumping GET / does not exist.
+    assert_error(
+        app.client.get(app.url("/")).send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    assert_error(
+        app.client.get(app.url("/token")).send().await.unwrap(),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    )
+    .await;
+    assert_error(
+        app.client
+            .delete(app.url("/users/me"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_an_in_flight_request_finish_and_refuses_new_ones() {
+    let app = spawn_app().await;
+    let addr = app.addr;
+    let body = json!({"username": "inflight", "password": PASSWORD}).to_string();
+    // Send the headers now and the body only after shutdown has begun.
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /users HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let stopping = tokio::spawn(app.stop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no new connections once stopping"
+    );
+    assert!(!stopping.is_finished(), "waits for the in-flight request");
+
+    stream.write_all(body.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+fn authd() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_authd"));
+    // Run where no .env can be picked up, with only the variables each test sets.
+    cmd.current_dir(std::env::temp_dir())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd
+}
+
+#[test]
+fn a_bad_setting_exits_non_zero_with_one_line_naming_it() {
+    let secret = "too-short-secret";
+    for (name, value) in [
+        ("AUTHD_JWT_SECRET", secret),
+        ("DATABASE_URL", "mysql://localhost/db"),
+        ("AUTHD_ADDR", "not an address"),
+        ("AUTHD_ACCESS_TTL_SECS", "soon"),
+        ("AUTHD_REFRESH_GRACE_SECS", "-1"),
+    ] {
+        let out = authd().env(name, value).output().unwrap();
+        assert!(!out.status.success(), "{name}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(name), "{stderr}");
+        assert!(!stderr.contains(secret), "{stderr}");
+    }
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = authd().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("serve") && help.contains("migrate"), "{help}");
+}
+
+#[tokio::test]
+async fn migrate_applies_the_schema_and_exits() {
+    let db = TestDb::new().await;
+    let out = authd()
+        .env("DATABASE_URL", &db.url)
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let versions: Vec<i64> = db
+        .query_column("SELECT version FROM _sqlx_migrations")
+        .await;
+    assert!(!versions.is_empty());
+    let users: Vec<i64> = db.query_column("SELECT COUNT(*) FROM users").await;
+    assert_eq!(users, [0]);
+}
+
+/// Starts the binary on a random port and returns it with its address and its log so far.
+fn start_binary(
+    db: &TestDb,
+    rust_log: &str,
+) -> (
+    std::process::Child,
+    String,
+    BufReader<std::process::ChildStderr>,
+) {
+    let mut child = authd()
+        .env("DATABASE_URL", &db.url)
+        .env("AUTHD_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", rust_log)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap_or(0) > 0 {
+        if let Some(at) = line.find("addr=") {
+            let addr = line[at + 5..].split_whitespace().next().unwrap().to_owned();
+            return (child, format!("http://{addr}"), stderr);
+        }
+        line.clear();
+    }
+    let _ = child.kill();
+    let status = child.wait();
+    panic!("authd exited before listening: {status:?}");
+}
+
+fn sigterm(child: &std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_binary_cleanly_and_the_log_has_no_secrets() {
+    let db = TestDb::new().await;
+    let (mut child, base, mut stderr) = start_binary(&db, "debug");
+    let client = reqwest::Client::new();
+    let password = "a-very-distinctive-password-77";
+    let r = client
+        .post(format!("{base}/users"))
+        .json(&json!({"username": "logcheck", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let pair: Value = client
+        .post(format!("{base}/token"))
+        .form(&[("username", "logcheck"), ("password", password)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (access, refresh) = tokens(&pair);
+    let next: Value = client
+        .post(format!("{base}/auth/refresh"))
+        .json(&json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = client
+        .get(format!("{base}/users/me"))
+        .bearer_auth(&access)
+        .header("x-request-id", "trace-me-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    client
+        .post(format!("{base}/auth/logout"))
+        .json(&json!({"refresh_token": tokens(&next).1}))
+        .send()
+        .await
+        .unwrap();
+
+    sigterm(&child);
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut log).unwrap();
+
+    for secret in [
+        password,
+        &access,
+        &refresh,
+        &tokens(&next).0,
+        &tokens(&next).1,
+        "$argon2id$",
+    ] {
+        assert!(!log.contains(secret), "the log contains a secret: {secret}");
+    }
+    let me_line = log
+        .lines()
+        .find(|l| l.contains("trace-me-1") && l.contains("status="))
+        .unwrap_or_else(|| panic!("no request line for /users/me in:\n{log}"));
+    for part in [
+        "method=GET",
+        "route=\"/users/me\"",
+        "status=200",
+        "latency_us=",
+    ] {
+        assert!(me_line.contains(part), "{part} missing in {me_line}");
+    }
+    assert!(log.contains("authd stopped"));
+}

@@ -1,0 +1,196 @@
+use std::{collections::HashSet, time::Duration};
+
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+async fn ok_pair(r: reqwest::Response) -> Value {
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    r.json().await.unwrap()
+}
+
+async fn assert_refused(r: reqwest::Response) {
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
+}
+
+#[tokio::test]
+async fn refresh_rotates_the_token_and_issues_a_working_access_token() {
+    let app = spawn_app().await;
+    let (name, pair) = app.new_session().await;
+    let (access, refresh) = tokens(&pair);
+    let next = ok_pair(app.refresh(&refresh).await).await;
+    let (new_access, new_refresh) = tokens(&next);
+    assert_ne!(new_refresh, refresh);
+    assert_ne!(new_access, access);
+    assert_eq!(next["token_type"], "bearer");
+    assert_eq!(
+        jwt_part(&new_access, 1)["sid"],
+        jwt_part(&access, 1)["sid"],
+        "same session"
+    );
+    let me: Value = app.me(&new_access).await.json().await.unwrap();
+    assert_eq!(me["username"], name.as_str());
+    // The chain goes on.
+    let third = ok_pair(app.refresh(&new_refresh).await).await;
+    assert_ne!(tokens(&third).1, new_refresh);
+}
+
+#[tokio::test]
+async fn the_token_endpoint_refresh_grant_rotates_and_refuses_with_400() {
+    let app = spawn_app().await;
+    let (_, pair) = app.new_session().await;
+    let (_, refresh) = tokens(&pair);
+    let next = ok_pair(
+        app.token(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)])
+            .await,
+    )
+    .await;
+    assert_ne!(tokens(&next).1, refresh);
+    let r = app
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "not-a-real-token"),
+        ])
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_refresh_tokens_are_invalid_grant() {
+    let app = spawn_app().await;
+    for bad in [
+        "",
+        "x",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        &"é".repeat(50),
+    ] {
+        assert_refused(app.refresh(bad).await).await;
+    }
+    let r = app.post_json("/auth/refresh", &serde_json::json!({})).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
+}
+
+#[tokio::test]
+async fn reuse_outside_the_grace_window_revokes_the_whole_session() {
+    let app = spawn_app_with(&[("AUTHD_REFRESH_GRACE_SECS", "0")]).await;
+    let (_, pair) = app.new_session().await;
+    let (_, first) = tokens(&pair);
+    let second = ok_pair(app.refresh(&first).await).await;
+    let (second_access, second_refresh) = tokens(&second);
+
+    assert_refused(app.refresh(&first).await).await; // reuse: the session is revoked...
+    assert_refused(app.refresh(&second_refresh).await).await; // ...the thief's token too...
+    assert_eq!(
+        app.me(&second_access).await.status(),
+        StatusCode::UNAUTHORIZED
+    ); // ...and its access tokens.
+}
+
+#[tokio::test]
+async fn a_repeat_within_the_grace_window_returns_the_current_token() {
+    let app = spawn_app().await;
+    let (_, pair) = app.new_session().await;
+    let (_, first) = tokens(&pair);
+    let second = ok_pair(app.refresh(&first).await).await;
+    let again = ok_pair(app.refresh(&first).await).await;
+    assert_eq!(
+        tokens(&again).1,
+        tokens(&second).1,
+        "the same current refresh token"
+    );
+    assert_eq!(app.me(&tokens(&again).0).await.status(), StatusCode::OK);
+    // The session goes on normally from the current token.
+    ok_pair(app.refresh(&tokens(&second).1).await).await;
+}
+
+#[tokio::test]
+async fn an_older_ancestor_is_reuse_even_within_the_grace_window() {
+    let app = spawn_app().await;
+    let (_, pair) = app.new_session().await;
+    let (_, first) = tokens(&pair);
+    let second = ok_pair(app.refresh(&first).await).await;
+    let third = ok_pair(app.refresh(&tokens(&second).1).await).await;
+    assert_refused(app.refresh(&first).await).await; // grandparent of the current token
+    assert_refused(app.refresh(&tokens(&third).1).await).await;
+    assert_eq!(
+        app.me(&tokens(&third).0).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn the_grace_window_ends() {
+    let app = spawn_app_with(&[("AUTHD_REFRESH_GRACE_SECS", "1")]).await;
+    let (_, pair) = app.new_session().await;
+    let (_, first) = tokens(&pair);
+    let second = ok_pair(app.refresh(&first).await).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_refused(app.refresh(&first).await).await;
+    assert_refused(app.refresh(&tokens(&second).1).await).await;
+}
+
+#[tokio::test]
+async fn twenty_concurrent_refreshes_yield_one_new_token_and_a_usable_session() {
+    let app = spawn_app().await;
+    let (_, pair) = app.new_session().await;
+    let (_, refresh) = tokens(&pair);
+    let responses = join_all((0..20).map(|_| app.refresh(&refresh))).await;
+    let mut new_tokens = HashSet::new();
+    for r in responses {
+        assert_eq!(r.status(), StatusCode::OK, "every tab gets tokens");
+        new_tokens.insert(tokens(&r.json::<Value>().await.unwrap()).1);
+    }
+    assert_eq!(
+        new_tokens.len(),
+        1,
+        "exactly one distinct new refresh token"
+    );
+    let current = new_tokens.into_iter().next().unwrap();
+    let next = ok_pair(app.refresh(&current).await).await;
+    assert_eq!(app.me(&tokens(&next).0).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn without_grace_at_most_one_concurrent_refresh_succeeds() {
+    let app = spawn_app_with(&[("AUTHD_REFRESH_GRACE_SECS", "0")]).await;
+    let (_, pair) = app.new_session().await;
+    let (_, refresh) = tokens(&pair);
+    let responses = join_all((0..20).map(|_| app.refresh(&refresh))).await;
+    let statuses: Vec<StatusCode> = responses.iter().map(|r| r.status()).collect();
+    let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert!(ok <= 1, "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::OK || *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_idle_timeout_ends_a_session_that_is_not_refreshed() {
+    let app = spawn_app_with(&[("AUTHD_REFRESH_TTL_SECS", "1")]).await;
+    let (_, pair) = app.new_session().await;
+    assert_eq!(pair["refresh_expires_in"], 1);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_refused(app.refresh(&tokens(&pair).1).await).await;
+}
+
+#[tokio::test]
+async fn the_absolute_lifetime_caps_refresh_and_access_tokens() {
+    let app = spawn_app_with(&[("AUTHD_SESSION_MAX_SECS", "3")]).await;
+    let (_, pair) = app.new_session().await;
+    assert!(pair["expires_in"].as_i64().unwrap() <= 3, "{pair}");
+    assert!(pair["refresh_expires_in"].as_i64().unwrap() <= 3, "{pair}");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let next = ok_pair(app.refresh(&tokens(&pair).1).await).await;
+    assert!(next["refresh_expires_in"].as_i64().unwrap() <= 2, "{next}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_refused(app.refresh(&tokens(&next).1).await).await;
+}
