@@ -19,6 +19,9 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Exit 0 when the server at AUTHD_ADDR answers GET /healthz with 200 (for container
+    /// health checks, where no HTTP client may be installed).
+    Healthcheck,
 }
 
 fn main() -> ExitCode {
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
                 tracing::info!("migrations applied");
                 Ok(())
             }
+            Command::Healthcheck => startup::healthcheck(config.addr).await,
         }
     });
     match result {

@@ -1,6 +1,9 @@
 //! Building and running the application: connect, migrate, load keys, bind, serve.
 
-use std::{future::Future, net::SocketAddr};
+use std::{
+    future::Future,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+};
 
 use anyhow::Context;
 use axum::{extract::Request, ServiceExt};
@@ -86,6 +89,38 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
         .await
         .context("cannot apply database migrations")?;
     db.close().await;
+    Ok(())
+}
+
+/// Asks a running authd at `addr` for `GET /healthz`; `Ok` on a `200`. An unspecified listen
+/// address (`0.0.0.0`, `[::]`) is reached through the loopback interface.
+pub async fn healthcheck(mut addr: SocketAddr) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if addr.ip().is_unspecified() {
+        let loopback: IpAddr = match addr {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        };
+        addr.set_ip(loopback);
+    }
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await?;
+        anyhow::Ok(head)
+    };
+    let head = tokio::time::timeout(std::time::Duration::from_secs(3), probe)
+        .await
+        .with_context(|| format!("no answer from {addr} within 3 s"))?
+        .with_context(|| format!("cannot reach {addr}"))?;
+    anyhow::ensure!(
+        &head == b"HTTP/1.1 200",
+        "{addr} is not healthy: {}",
+        String::from_utf8_lossy(&head)
+    );
     Ok(())
 }
 

@@ -352,3 +352,31 @@ async fn sigterm_stops_the_binary_cleanly_and_the_log_has_no_secrets() {
     }
     assert!(log.contains("authd stopped"));
 }
+
+#[tokio::test]
+async fn the_healthcheck_command_reports_a_running_server() {
+    let db = TestDb::new().await;
+    let (mut child, base, _stderr) = start_binary(&db, "info");
+    let addr = base.trim_start_matches("http://").to_owned();
+    let ok = authd()
+        .env("AUTHD_ADDR", &addr)
+        .arg("healthcheck")
+        .output()
+        .unwrap();
+    sigterm(&child);
+    tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // The server is gone now.
+    let down = authd()
+        .env("AUTHD_ADDR", &addr)
+        .arg("healthcheck")
+        .output()
+        .unwrap();
+    assert!(!down.status.success());
+}

@@ -1,0 +1,28 @@
+# syntax=docker/dockerfile:1
+# Build: docker build -t authd .
+# Run:   docker run -p 8000:8000 -v authd-data:/var/lib/authd authd
+
+FROM rust:1-slim-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY migrations ./migrations
+RUN cargo build --release --locked --bin authd \
+    && strip target/release/authd
+
+FROM debian:bookworm-slim
+RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/authd --shell /usr/sbin/nologin authd \
+    && mkdir -p /var/lib/authd \
+    && chown authd:authd /var/lib/authd
+COPY --from=build /src/target/release/authd /usr/local/bin/authd
+USER authd
+WORKDIR /var/lib/authd
+ENV AUTHD_ADDR=0.0.0.0:8000 \
+    DATABASE_URL=sqlite:///var/lib/authd/authd.db \
+    AUTHD_LOG_FORMAT=json
+VOLUME ["/var/lib/authd"]
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=5s --retries=3 CMD ["authd", "healthcheck"]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["authd"]
+CMD ["serve"]
