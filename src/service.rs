@@ -241,15 +241,13 @@ impl AuthService {
         })
         .await?;
         tracing::info!(user_id = %user.id, session_id = %session_id, "login succeeded");
-        Ok(self.token_pair(
-            user.id,
-            &user.username,
+        let session = SessionRef {
+            user_id: user.id,
+            username: &user.username,
             session_id,
-            now,
             expires_at,
-            &refresh,
-            idle_expires_at,
-        )?)
+        };
+        Ok(self.token_pair(session, now, &refresh, idle_expires_at)?)
     }
 
     async fn upgrade_hash(&self, user_id: Uuid, old_hash: &str, password: SecretString) {
@@ -299,7 +297,7 @@ impl AuthService {
                     idle_expires_at,
                 };
                 if db.rotate_refresh(&rotation).await? {
-                    return Ok(self.pair_for(&record, now, &child, idle_expires_at)?);
+                    return Ok(self.token_pair(record.session(), now, &child, idle_expires_at)?);
                 }
                 record = db
                     .find_refresh(&hash)
@@ -315,7 +313,12 @@ impl AuthService {
                 && now - record.rotated_at <= grace;
             if just_rotated {
                 // The child of the presented token is the session's current token.
-                return Ok(self.pair_for(&record, now, &child, record.idle_expires_at)?);
+                return Ok(self.token_pair(
+                    record.session(),
+                    now,
+                    &child,
+                    record.idle_expires_at,
+                )?);
             }
             break;
         }
@@ -392,42 +395,21 @@ impl AuthService {
         })
     }
 
-    fn pair_for(
-        &self,
-        record: &RefreshRecord,
-        now: DateTime<Utc>,
-        refresh: &RefreshToken,
-        idle_expires_at: DateTime<Utc>,
-    ) -> anyhow::Result<TokenPair> {
-        self.token_pair(
-            record.user_id,
-            &record.username,
-            record.session_id,
-            now,
-            record.expires_at,
-            refresh,
-            idle_expires_at,
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
+    /// Signs an access token for `session` and pairs it with `refresh`.
     fn token_pair(
         &self,
-        user_id: Uuid,
-        username: &str,
-        session_id: Uuid,
+        session: SessionRef<'_>,
         now: DateTime<Utc>,
-        session_expires_at: DateTime<Utc>,
         refresh: &RefreshToken,
         idle_expires_at: DateTime<Utc>,
     ) -> anyhow::Result<TokenPair> {
         let keys = &self.inner.keys;
         // An access token never outlives its session.
-        let exp = (now + self.inner.policy.access_ttl).min(session_expires_at);
+        let exp = (now + self.inner.policy.access_ttl).min(session.expires_at);
         let claims = AccessClaims {
-            sub: user_id,
-            username: username.to_owned(),
-            sid: session_id,
+            sub: session.user_id,
+            username: session.username.to_owned(),
+            sid: session.session_id,
             iat: now.timestamp(),
             exp: exp.timestamp(),
             jti: Uuid::new_v4(),
@@ -441,6 +423,27 @@ impl AuthService {
             refresh_token: refresh.encode(),
             refresh_expires_in: (idle_expires_at - now).num_seconds().max(0),
         })
+    }
+}
+
+/// What an access token says about its session.
+#[derive(Clone, Copy)]
+struct SessionRef<'a> {
+    user_id: Uuid,
+    username: &'a str,
+    session_id: Uuid,
+    /// The session's absolute end, which no token outlives.
+    expires_at: DateTime<Utc>,
+}
+
+impl RefreshRecord {
+    fn session(&self) -> SessionRef<'_> {
+        SessionRef {
+            user_id: self.user_id,
+            username: &self.username,
+            session_id: self.session_id,
+            expires_at: self.expires_at,
+        }
     }
 }
 

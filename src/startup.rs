@@ -27,12 +27,7 @@ impl Application {
     /// Connects to the database, applies migrations, loads or creates the keys and binds the
     /// listener. Fails without serving anything if any step fails.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let db = Db::connect(config)
-            .await
-            .context("cannot connect to the database (DATABASE_URL)")?;
-        db.migrate()
-            .await
-            .context("cannot apply database migrations")?;
+        let db = connect_and_migrate(config).await?;
         // Building the hasher computes its dummy hash: ~20 ms of CPU, kept off the runtime.
         let hasher = tokio::task::spawn_blocking(PasswordHasher::per_core).await?;
         let auth = AuthService::load(db.clone(), hasher, config)
@@ -82,14 +77,18 @@ impl Application {
 
 /// Applies the migrations of the configured database and returns.
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    connect_and_migrate(config).await?.close().await;
+    Ok(())
+}
+
+async fn connect_and_migrate(config: &Config) -> anyhow::Result<Db> {
     let db = Db::connect(config)
         .await
         .context("cannot connect to the database (DATABASE_URL)")?;
     db.migrate()
         .await
         .context("cannot apply database migrations")?;
-    db.close().await;
-    Ok(())
+    Ok(db)
 }
 
 /// Asks a running authd at `addr` for `GET /healthz`; `Ok` on a `200`. An unspecified listen

@@ -32,7 +32,7 @@ async fn assert_invalid_token(r: reqwest::Response) {
 #[tokio::test]
 async fn a_missing_credential_is_a_plain_bearer_challenge() {
     let app = spawn_app().await;
-    let r = app.client.get(app.url("/users/me")).send().await.unwrap();
+    let r = app.get("/users/me").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(r.headers()["www-authenticate"], r#"Bearer realm="authd""#);
     assert_error(r, StatusCode::UNAUTHORIZED, "unauthorized").await;
@@ -149,15 +149,7 @@ async fn ed25519_tokens_signed_by_another_key_or_as_hs256_are_refused() {
     let kid = header["kid"].as_str().unwrap();
 
     // Algorithm confusion: HS256 keyed with the published public key.
-    let jwks: Value = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = app.jwks().await;
     let x = B64.decode(jwks["keys"][0]["x"].as_str().unwrap()).unwrap();
     let mut h = Header::new(Algorithm::HS256);
     h.kid = Some(kid.into());

@@ -258,12 +258,7 @@ impl TestApp {
     }
 
     pub async fn logout_bearer(&self, access_token: &str) -> Response {
-        self.client
-            .post(self.url("/auth/logout"))
-            .bearer_auth(access_token)
-            .send()
-            .await
-            .unwrap()
+        self.post_bearer("/auth/logout", access_token).await
     }
 
     pub async fn logout_refresh(&self, refresh_token: &str) -> Response {
@@ -272,10 +267,27 @@ impl TestApp {
     }
 
     pub async fn logout_all(&self, access_token: &str) -> Response {
+        self.post_bearer("/auth/logout-all", access_token).await
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn post_bearer(&self, path: &str, access_token: &str) -> Response {
         self.client
-            .post(self.url("/auth/logout-all"))
+            .post(self.url(path))
             .bearer_auth(access_token)
             .send()
+            .await
+            .unwrap()
+    }
+
+    /// The published JWK set.
+    pub async fn jwks(&self) -> Value {
+        self.get("/.well-known/jwks.json")
+            .await
+            .json()
             .await
             .unwrap()
     }

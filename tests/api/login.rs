@@ -168,15 +168,7 @@ async fn access_tokens_carry_the_contract_claims_and_a_kid() {
     );
 
     // The published key verifies the token.
-    let jwks: Value = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = app.jwks().await;
     let jwk = jwks["keys"]
         .as_array()
         .unwrap()
@@ -204,15 +196,7 @@ async fn a_configured_secret_switches_to_hs256_and_publishes_no_key() {
     assert_eq!(jwt_part(token, 1)["iss"], "https://auth.example");
     assert_eq!(jwt_part(token, 1)["aud"], "my-api");
     assert_eq!(app.me(token).await.status(), StatusCode::OK);
-    let jwks: Value = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = app.jwks().await;
     assert_eq!(jwks, json!({"keys": []}));
 }
 

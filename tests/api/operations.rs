@@ -14,7 +14,7 @@ use crate::helpers::*;
 async fn health_and_readiness() {
     let app = spawn_app().await;
     for path in ["/healthz", "/healthz/", "/readyz", "/readyz/"] {
-        let r = app.client.get(app.url(path)).send().await.unwrap();
+        let r = app.get(path).await;
         assert_eq!(r.status(), StatusCode::OK, "{path}");
     }
 }
@@ -72,12 +72,7 @@ async fn every_endpoint_answers_with_and_without_a_trailing_slash() {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::NO_CONTENT);
-        let r = app
-            .client
-            .get(app.url(&format!("/.well-known/jwks.json{slash}")))
-            .send()
-            .await
-            .unwrap();
+        let r = app.get(&format!("/.well-known/jwks.json{slash}")).await;
         assert_eq!(r.status(), StatusCode::OK);
     }
     let other = app.login(&name, PASSWORD).await;
@@ -94,7 +89,7 @@ async fn every_endpoint_answers_with_and_without_a_trailing_slash() {
 #[tokio::test]
 async fn every_response_carries_a_request_id_echoing_the_clients() {
     let app = spawn_app().await;
-    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let r = app.get("/healthz").await;
     let generated = r.headers()["x-request-id"].to_str().unwrap();
     assert!(uuid::Uuid::parse_str(generated).is_ok());
     let r = app
@@ -111,21 +106,11 @@ async fn every_response_carries_a_request_id_echoing_the_clients() {
 #[tokio::test]
 async fn unknown_paths_and_methods_answer_in_the_error_shape() {
     let app = spawn_app().await;
-    assert_error(
-        app.client.get(app.url("/nope")).send().await.unwrap(),
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
+    assert_error(app.get("/nope").await, StatusCode::NOT_FOUND, "not_found").await;
     // The tutorial's user-dumping GET / does not exist.
+    assert_error(app.get("/").await, StatusCode::NOT_FOUND, "not_found").await;
     assert_error(
-        app.client.get(app.url("/")).send().await.unwrap(),
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
-    assert_error(
-        app.client.get(app.url("/token")).send().await.unwrap(),
+        app.get("/token").await,
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
     )

@@ -170,106 +170,83 @@ async fn refused(app: &TestApp, body: Value, field: &str, message_part: &str) {
 async fn every_invalid_field_is_a_422_naming_it() {
     let app = spawn_app().await;
     let pw = PASSWORD;
-    refused(&app, json!({"password": pw}), "username", "required").await;
-    refused(&app, json!({"username": "someone"}), "password", "required").await;
-    refused(
-        &app,
-        json!({"username": "ab", "password": pw}),
-        "username",
-        "at least 3",
-    )
-    .await;
-    refused(
-        &app,
-        json!({"username": "x".repeat(33), "password": pw}),
-        "username",
-        "at most 32",
-    )
-    .await;
-    refused(
-        &app,
-        json!({"username": "bad name!", "password": pw}),
-        "username",
-        "letters, digits",
-    )
-    .await;
-    refused(
-        &app,
-        json!({"username": "emoji😀", "password": pw}),
-        "username",
-        "letters, digits",
-    )
-    .await;
-    refused(
-        &app,
-        json!({"username": "someone", "password": "short"}),
-        "password",
-        "at least 8",
-    )
-    .await;
-    refused(
-        &app,
-        json!({"username": "someone", "password": "x7Qz".repeat(33)}),
-        "password",
-        "at most 128",
-    )
-    .await;
-    refused(
-        &app,
-        json!({"username": "longname", "password": "longname"}),
-        "password",
-        "username",
-    )
-    .await;
-    refused(
-        &app,
-        json!({"username": "carol", "password": "xx-Carol-1977-yy"}),
-        "password",
-        "username",
-    )
-    .await;
-    refused(
-        &app,
-        json!({"username": "someone", "password": "password123"}),
-        "password",
-        "common",
-    )
-    .await;
-    refused(
-        &app,
-        json!({"username": "someone", "password": "qwertyuiop"}),
-        "password",
-        "common",
-    )
-    .await;
-    refused(
-        &app,
-        json!({"username": "someone", "password": pw, "email": "not-an-email"}),
-        "email",
-        "valid",
-    )
-    .await;
-    refused(
-        &app,
-        json!({"username": "someone", "password": pw, "email": "a@b"}),
-        "email",
-        "valid",
-    )
-    .await;
-    refused(
-        &app,
-        json!({"username": "someone", "password": pw, "full_name": "x".repeat(129)}),
-        "full_name",
-        "128",
-    )
-    .await;
-    refused(
-        &app,
-        json!({"username": 42, "password": pw}),
-        "username",
-        "invalid type",
-    )
-    .await;
+    let cases = [
+        (json!({"password": pw}), "username", "required"),
+        (json!({"username": "someone"}), "password", "required"),
+        (
+            json!({"username": "ab", "password": pw}),
+            "username",
+            "at least 3",
+        ),
+        (
+            json!({"username": "x".repeat(33), "password": pw}),
+            "username",
+            "at most 32",
+        ),
+        (
+            json!({"username": "bad name!", "password": pw}),
+            "username",
+            "letters, digits",
+        ),
+        (
+            json!({"username": "emoji😀", "password": pw}),
+            "username",
+            "letters, digits",
+        ),
+        (
+            json!({"username": 42, "password": pw}),
+            "username",
+            "invalid type",
+        ),
+        (
+            json!({"username": "someone", "password": "short"}),
+            "password",
+            "at least 8",
+        ),
+        (
+            json!({"username": "someone", "password": "x7Qz".repeat(33)}),
+            "password",
+            "at most 128",
+        ),
+        (
+            json!({"username": "longname", "password": "longname"}),
+            "password",
+            "username",
+        ),
+        (
+            json!({"username": "carol", "password": "xx-Carol-1977-yy"}),
+            "password",
+            "username",
+        ),
+        (
+            json!({"username": "someone", "password": "password123"}),
+            "password",
+            "common",
+        ),
+        (
+            json!({"username": "someone", "password": "qwertyuiop"}),
+            "password",
+            "common",
+        ),
+        (
+            json!({"username": "someone", "password": pw, "email": "not-an-email"}),
+            "email",
+            "valid",
+        ),
+        (
+            json!({"username": "someone", "password": pw, "email": "a@b"}),
+            "email",
+            "valid",
+        ),
+        (
+            json!({"username": "someone", "password": pw, "full_name": "x".repeat(129)}),
+            "full_name",
+            "128",
+        ),
+    ];
+    for (body, field, message_part) in cases {
+        refused(&app, body, field, message_part).await;
+    }
 }
 
 #[tokio::test]
@@ -293,78 +270,68 @@ async fn all_missing_fields_are_reported_together() {
 #[tokio::test]
 async fn malformed_bodies_are_400_or_415_never_500() {
     let app = spawn_app().await;
-    let send = |ct: Option<&'static str>, body: Vec<u8>| {
-        let mut req = app.client.post(app.url("/users"));
-        if let Some(ct) = ct {
-            req = req.header("content-type", ct);
-        }
-        req.body(body).send()
-    };
-    assert_error(
-        send(Some("application/json"), b"{\"username\": ".to_vec())
-            .await
-            .unwrap(),
-        StatusCode::BAD_REQUEST,
-        "malformed_body",
-    )
-    .await;
-    assert_error(
-        send(Some("application/json"), b"not json".to_vec())
-            .await
-            .unwrap(),
-        StatusCode::BAD_REQUEST,
-        "malformed_body",
-    )
-    .await;
-    assert_error(
-        send(Some("application/json"), vec![0xff, 0xfe, 0x00])
-            .await
-            .unwrap(),
-        StatusCode::BAD_REQUEST,
-        "malformed_body",
-    )
-    .await;
-    assert_error(
-        send(Some("text/plain"), b"{}".to_vec()).await.unwrap(),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
-    )
-    .await;
-    assert_error(
-        send(None, b"{}".to_vec()).await.unwrap(),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
-    )
-    .await;
-    assert_error(
-        send(
-            Some("application/x-www-form-urlencoded"),
-            b"username=a&password=b".to_vec(),
-        )
-        .await
-        .unwrap(),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
-    )
-    .await;
-    assert_error(
-        send(Some("application/json"), b"[1, 2]".to_vec())
-            .await
-            .unwrap(),
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-    )
-    .await;
+    let json = Some("application/json");
     let huge = serde_json::to_vec(
         &json!({"username": "big", "password": PASSWORD, "full_name": "x".repeat(20_000)}),
     )
     .unwrap();
-    assert_error(
-        send(Some("application/json"), huge).await.unwrap(),
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-    )
-    .await;
+    let cases: [(Option<&str>, Vec<u8>, StatusCode, &str); 8] = [
+        (
+            json,
+            b"{\"username\": ".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "malformed_body",
+        ),
+        (
+            json,
+            b"not json".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "malformed_body",
+        ),
+        (
+            json,
+            vec![0xff, 0xfe, 0x00],
+            StatusCode::BAD_REQUEST,
+            "malformed_body",
+        ),
+        (
+            json,
+            b"[1, 2]".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            json,
+            huge,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            Some("text/plain"),
+            b"{}".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            None,
+            b"{}".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            Some("application/x-www-form-urlencoded"),
+            b"username=a&password=b".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+    ];
+    for (content_type, body, status, code) in cases {
+        let mut req = app.client.post(app.url("/users"));
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        assert_error(req.body(body).send().await.unwrap(), status, code).await;
+    }
 }
 
 #[tokio::test]

@@ -8,28 +8,12 @@ async fn a_restart_keeps_users_sessions_and_signing_keys() {
     let first = spawn_app().await;
     let (name, pair) = first.new_session().await;
     let (access, refresh) = tokens(&pair);
-    let jwks_before: Value = first
-        .client
-        .get(first.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks_before: Value = first.jwks().await;
     let db = first.db.clone();
     first.stop().await;
 
     let second = spawn_app_on(db, &[]).await;
-    let jwks_after: Value = second
-        .client
-        .get(second.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks_after: Value = second.jwks().await;
     assert_eq!(jwks_before, jwks_after, "the same key, not a new one");
     assert_eq!(
         second.me(&access).await.status(),
