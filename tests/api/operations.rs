@@ -192,6 +192,15 @@ fn a_bad_setting_exits_non_zero_with_one_line_naming_it() {
 }
 
 #[test]
+fn settings_are_read_from_a_dotenv_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "AUTHD_ACCESS_TTL_SECS=later\n").unwrap();
+    let out = authd().current_dir(dir.path()).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AUTHD_ACCESS_TTL_SECS"));
+}
+
+#[test]
 fn help_lists_the_commands() {
     let out = authd().arg("--help").output().unwrap();
     assert!(out.status.success());

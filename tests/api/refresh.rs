@@ -171,6 +171,14 @@ async fn without_grace_at_most_one_concurrent_refresh_succeeds() {
             .all(|s| *s == StatusCode::OK || *s == StatusCode::UNAUTHORIZED),
         "{statuses:?}"
     );
+    // The losers counted as reuse, so the session is over, winner included.
+    for r in responses {
+        if r.status() == StatusCode::OK {
+            let (access, refresh) = tokens(&r.json::<Value>().await.unwrap());
+            assert_refused(app.refresh(&refresh).await).await;
+            assert_eq!(app.me(&access).await.status(), StatusCode::UNAUTHORIZED);
+        }
+    }
 }
 
 #[tokio::test]
