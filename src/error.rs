@@ -12,7 +12,10 @@ use axum::{
 use serde::Serialize;
 use serde_json::json;
 
-use crate::repo::{RepoError, UniqueField};
+use crate::{
+    auth::workers::PoolError,
+    repo::{RepoError, UniqueField},
+};
 
 /// One refused field of a request body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -59,6 +62,12 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("service unavailable")]
     Unavailable,
+    /// A rate limit or an account throttle; retry after that many seconds.
+    #[error("too many requests")]
+    TooManyRequests { retry_after_secs: u64 },
+    /// Password hashing is at capacity.
+    #[error("overloaded")]
+    Overloaded,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -87,6 +96,10 @@ impl ApiError {
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            ApiError::TooManyRequests { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
@@ -109,7 +122,21 @@ impl ApiError {
             ApiError::NotFound => "no such resource".into(),
             ApiError::MethodNotAllowed => "method not allowed on this resource".into(),
             ApiError::Unavailable => "the service is temporarily unavailable; retry shortly".into(),
+            ApiError::Overloaded => "too many logins in progress; retry shortly".into(),
+            ApiError::TooManyRequests { retry_after_secs } => {
+                format!("too many attempts; retry in {retry_after_secs} s")
+            }
             ApiError::Internal(_) => "internal server error".into(),
+        }
+    }
+
+    /// The `Retry-After` of a `429` or `503`, in seconds.
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ApiError::TooManyRequests { retry_after_secs } => Some((*retry_after_secs).max(1)),
+            ApiError::Unavailable => Some(5),
+            ApiError::Overloaded => Some(1),
+            _ => None,
         }
     }
 
@@ -124,6 +151,15 @@ impl ApiError {
     }
 }
 
+impl From<PoolError> for ApiError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::Overloaded => ApiError::Overloaded,
+            PoolError::Stopped => ApiError::Internal(e.into()),
+        }
+    }
+}
+
 impl From<RepoError> for ApiError {
     fn from(e: RepoError) -> Self {
         match e {
@@ -133,9 +169,6 @@ impl From<RepoError> for ApiError {
         }
     }
 }
-
-/// Seconds a client should wait before retrying a `503`.
-const RETRY_AFTER_SECS: &str = "5";
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -162,13 +195,10 @@ impl IntoResponse for ApiError {
                     headers.insert(header::WWW_AUTHENTICATE, value);
                 }
             }
-            ApiError::Unavailable => {
-                headers.insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from_static(RETRY_AFTER_SECS),
-                );
-            }
             _ => {}
+        }
+        if let Some(secs) = self.retry_after_secs() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

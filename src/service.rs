@@ -13,6 +13,7 @@ use crate::{
         jwt::TokenError,
         password::Verdict,
         refresh::{DerivationKey, DERIVATION_KEY_NAME},
+        workers::PoolError,
         AccessClaims, PasswordHasher, RefreshToken, TokenKeys,
     },
     config::Config,
@@ -92,6 +93,12 @@ impl From<RepoError> for AuthError {
     }
 }
 
+impl From<PoolError> for AuthError {
+    fn from(e: PoolError) -> Self {
+        AuthError::Api(e.into())
+    }
+}
+
 impl From<anyhow::Error> for AuthError {
     fn from(e: anyhow::Error) -> Self {
         AuthError::Api(e.into())
@@ -161,19 +168,18 @@ impl AuthService {
     pub async fn register(&self, reg: Registration) -> Result<User, ApiError> {
         let username = reg.username.as_str().to_owned();
         let email = reg.email.as_ref().map(|e| e.as_str().to_owned());
-        let password = tokio::task::spawn_blocking(move || {
-            Password::parse(reg.password, &username, email.as_deref())
-        })
-        .await
-        .map_err(anyhow::Error::from)?
-        .map_err(|e: PasswordPolicyError| {
-            ApiError::Validation(vec![FieldError::new("password", e.to_string())])
-        })?;
+        // The policy check (zxcvbn) and the hash are both CPU work: one job on the hash pool.
         let hash = self
             .inner
             .hasher
-            .hash(SecretString::from(password.expose()))
-            .await?;
+            .run(move |hasher| {
+                Password::parse(reg.password, &username, email.as_deref())
+                    .map(|password| hasher.hash_now(password.expose()))
+            })
+            .await?
+            .map_err(|e: PasswordPolicyError| {
+                ApiError::Validation(vec![FieldError::new("password", e.to_string())])
+            })?;
         let user = self
             .inner
             .db

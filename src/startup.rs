@@ -29,11 +29,12 @@ impl Application {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let db = connect_and_migrate(config).await?;
         // Building the hasher computes its dummy hash: ~20 ms of CPU, kept off the runtime.
-        let hasher = tokio::task::spawn_blocking(PasswordHasher::per_core).await?;
+        let hasher = tokio::task::spawn_blocking(PasswordHasher::per_core).await??;
+        let warm = hasher.clone();
+        tokio::spawn(async move { warm.run(|_| Password::warm_up()).await });
         let auth = AuthService::load(db.clone(), hasher, config)
             .await
             .context("cannot load signing keys")?;
-        tokio::task::spawn_blocking(Password::warm_up);
 
         let listener = TcpListener::bind(config.addr)
             .await

@@ -5,6 +5,7 @@ pub mod extract;
 pub mod jwt;
 pub mod password;
 pub mod refresh;
+pub mod workers;
 
 pub use extract::AuthUser;
 pub use jwt::{AccessClaims, TokenKeys};

@@ -1,4 +1,4 @@
-//! argon2id password hashing on the blocking pool, with a cap on concurrent hashes.
+//! argon2id password hashing on a dedicated, bounded pool of threads ([`CpuPool`]).
 
 use std::sync::Arc;
 
@@ -8,21 +8,22 @@ use argon2::{
 };
 use rand::rngs::OsRng;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Semaphore;
+
+use super::workers::{CpuPool, PoolError};
 
 /// OWASP's argon2id recommendation: 19 MiB of memory, 2 passes, 1 lane.
 pub const M_COST_KIB: u32 = 19_456;
 pub const T_COST: u32 = 2;
 pub const P_COST: u32 = 1;
+/// Jobs allowed to wait per hashing thread: at ~20 ms a hash, a queued login waits at most
+/// ~160 ms before its own hash starts; a busier server answers `503` instead.
+pub const QUEUE_PER_WORKER: usize = 8;
 
 /// Hashes and verifies passwords without blocking the async workers.
-///
-/// Each hash takes ~20 ms of CPU and 19 MiB of memory, so at most `max_concurrent` run at
-/// once (one per core by default); the rest wait their turn.
 #[derive(Clone)]
 pub struct PasswordHasher {
     argon2: Argon2<'static>,
-    permits: Arc<Semaphore>,
+    pool: CpuPool,
     /// A real hash of a random password: verified against when the user does not exist, so
     /// an unknown username costs the same time as a wrong password.
     dummy_hash: Arc<str>,
@@ -36,28 +37,46 @@ pub enum Verdict {
 }
 
 impl PasswordHasher {
-    pub fn new(max_concurrent: usize) -> Self {
+    /// `workers` hashing threads with [`QUEUE_PER_WORKER`] waiting slots each. Computes the
+    /// dummy hash, ~20 ms of CPU: call it off the async workers.
+    pub fn new(workers: usize) -> std::io::Result<Self> {
         let params =
             Params::new(M_COST_KIB, T_COST, P_COST, None).expect("argon2 parameters are valid");
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let dummy_hash = hash_with(&argon2, &uuid::Uuid::new_v4().to_string()).into();
-        Self {
+        let pool = CpuPool::new(workers, workers * QUEUE_PER_WORKER)?;
+        Ok(Self {
             argon2,
-            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            pool,
             dummy_hash,
-        }
+        })
     }
 
-    /// One permit per available core.
-    pub fn per_core() -> Self {
+    /// One hashing thread per available core.
+    pub fn per_core() -> std::io::Result<Self> {
         Self::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
     }
 
     /// Hashes a password into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`).
-    pub async fn hash(&self, password: SecretString) -> anyhow::Result<String> {
-        let argon2 = self.argon2.clone();
-        self.run(move || hash_with(&argon2, password.expose_secret()))
+    pub async fn hash(&self, password: SecretString) -> Result<String, PoolError> {
+        let hasher = self.clone();
+        self.pool
+            .run(move || hasher.hash_now(password.expose_secret()))
             .await
+    }
+
+    /// Runs `job` on the hashing threads; for work that must hash as one of its steps.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&PasswordHasher) -> T + Send + 'static,
+    ) -> Result<T, PoolError> {
+        let hasher = self.clone();
+        self.pool.run(move || job(&hasher)).await
+    }
+
+    /// Hashes on the calling thread. Only for jobs already on the hashing threads.
+    pub fn hash_now(&self, password: &str) -> String {
+        hash_with(&self.argon2, password)
     }
 
     /// Checks `password` against `stored` (a PHC string), or against the dummy hash when
@@ -66,25 +85,18 @@ impl PasswordHasher {
         &self,
         password: SecretString,
         stored: Option<String>,
-    ) -> anyhow::Result<Verdict> {
+    ) -> Result<Verdict, PoolError> {
         let argon2 = self.argon2.clone();
         let dummy = self.dummy_hash.clone();
-        self.run(move || match &stored {
-            Some(phc) => verify_with(&argon2, password.expose_secret(), phc),
-            None => {
-                let _ = verify_with(&argon2, password.expose_secret(), &dummy);
-                Verdict::Mismatch
-            }
-        })
-        .await
-    }
-
-    async fn run<T: Send + 'static>(
-        &self,
-        job: impl FnOnce() -> T + Send + 'static,
-    ) -> anyhow::Result<T> {
-        let _permit = self.permits.acquire().await?;
-        Ok(tokio::task::spawn_blocking(job).await?)
+        self.pool
+            .run(move || match &stored {
+                Some(phc) => verify_with(&argon2, password.expose_secret(), phc),
+                None => {
+                    let _ = verify_with(&argon2, password.expose_secret(), &dummy);
+                    Verdict::Mismatch
+                }
+            })
+            .await
     }
 }
 
@@ -123,7 +135,7 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_verify_and_use_owasp_parameters() {
-        let hasher = PasswordHasher::new(2);
+        let hasher = PasswordHasher::new(2).unwrap();
         let phc = hasher.hash(secret("correct horse")).await.unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
         assert_eq!(
@@ -146,7 +158,7 @@ mod tests {
 
     #[tokio::test]
     async fn same_password_gets_different_salts() {
-        let hasher = PasswordHasher::new(1);
+        let hasher = PasswordHasher::new(1).unwrap();
         let a = hasher.hash(secret("same-password")).await.unwrap();
         let b = hasher.hash(secret("same-password")).await.unwrap();
         assert_ne!(a, b);
@@ -154,7 +166,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_user_never_matches() {
-        let hasher = PasswordHasher::new(1);
+        let hasher = PasswordHasher::new(1).unwrap();
         assert_eq!(
             hasher.verify(secret("anything"), None).await.unwrap(),
             Verdict::Mismatch
@@ -169,7 +181,7 @@ mod tests {
             Params::new(8, 1, 1, None).unwrap(),
         );
         let phc = hash_with(&weak, "pw-123456");
-        let hasher = PasswordHasher::new(1);
+        let hasher = PasswordHasher::new(1).unwrap();
         assert_eq!(
             hasher.verify(secret("pw-123456"), Some(phc)).await.unwrap(),
             Verdict::Match { needs_rehash: true }
@@ -178,7 +190,7 @@ mod tests {
 
     #[tokio::test]
     async fn garbage_hash_is_a_mismatch_not_a_panic() {
-        let hasher = PasswordHasher::new(1);
+        let hasher = PasswordHasher::new(1).unwrap();
         assert_eq!(
             hasher
                 .verify(secret("x"), Some("not-a-phc".into()))

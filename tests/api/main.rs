@@ -4,6 +4,7 @@
 mod helpers;
 
 mod bad_tokens;
+mod load;
 mod login;
 mod logout;
 mod operations;

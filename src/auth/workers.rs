@@ -1,0 +1,151 @@
+//! A small pool of low-priority threads for CPU-heavy work (argon2, password policy checks),
+//! with a bounded queue in front.
+//!
+//! Password hashing is meant to be slow (~20 ms of CPU and 19 MiB each). Running it on tokio's
+//! blocking pool would let a login flood start hundreds of hashes at once and starve the async
+//! workers that serve cheap requests like `GET /users/me`. Here at most `workers` jobs run at
+//! once, at a lower OS priority than the async workers; at most `queue` more wait; beyond
+//! that a job is refused at once with [`PoolError::Overloaded`] (the caller answers `503`).
+
+use std::{
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::{
+        mpsc::{sync_channel, Receiver, SyncSender, TrySendError},
+        Arc, Mutex,
+    },
+};
+
+use tokio::sync::oneshot;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    #[error("too many password operations in progress")]
+    Overloaded,
+    #[error("the worker pool has stopped")]
+    Stopped,
+}
+
+/// Cloning shares the pool; its threads end when the last clone is dropped.
+#[derive(Clone)]
+pub struct CpuPool {
+    sender: SyncSender<Job>,
+    workers: usize,
+    queue: usize,
+}
+
+impl CpuPool {
+    /// `workers` threads, and room for `queue` jobs waiting for one.
+    pub fn new(workers: usize, queue: usize) -> std::io::Result<Self> {
+        let workers = workers.max(1);
+        let (sender, receiver) = sync_channel::<Job>(queue);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for i in 0..workers {
+            let receiver = receiver.clone();
+            std::thread::Builder::new()
+                .name(format!("authd-hash-{i}"))
+                .spawn(move || work(&receiver))?;
+        }
+        Ok(Self {
+            sender,
+            workers,
+            queue,
+        })
+    }
+
+    /// Runs `job` on a pool thread and waits for its result without blocking the runtime.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, PoolError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(job());
+        });
+        self.sender.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => PoolError::Overloaded,
+            TrySendError::Disconnected(_) => PoolError::Stopped,
+        })?;
+        rx.await.map_err(|_| PoolError::Stopped)
+    }
+
+    /// How many jobs can be running or waiting before new ones are refused.
+    pub fn capacity(&self) -> usize {
+        self.workers + self.queue
+    }
+}
+
+fn work(receiver: &Mutex<Receiver<Job>>) {
+    lower_priority();
+    loop {
+        let job = match receiver.lock() {
+            Ok(receiver) => receiver.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        // A panicking job loses its own result (its caller sees `Stopped`), not the thread.
+        let _ = catch_unwind(AssertUnwindSafe(job));
+    }
+}
+
+/// Raises this thread's nice value so that, when the cores are busy hashing, the scheduler
+/// still prefers the async workers that answer cheap requests.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority only reads its integer arguments; `who = 0` is the calling thread.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn runs_jobs_and_returns_their_results() {
+        let pool = CpuPool::new(2, 4).unwrap();
+        assert_eq!(pool.run(|| 6 * 7).await, Ok(42));
+    }
+
+    #[tokio::test]
+    async fn refuses_at_once_beyond_workers_plus_queue() {
+        let pool = CpuPool::new(1, 2).unwrap();
+        assert_eq!(pool.capacity(), 3);
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let gate = Arc::new(Mutex::new(gate));
+        let mut running = Vec::new();
+        for _ in 0..3 {
+            let gate = gate.clone();
+            let p = pool.clone();
+            running.push(tokio::spawn(async move {
+                p.run(move || {
+                    let _ = gate.lock().unwrap().recv_timeout(Duration::from_secs(5));
+                })
+                .await
+            }));
+        }
+        // Let the three jobs reach the pool: one running, two queued.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(pool.run(|| ()).await, Err(PoolError::Overloaded));
+        for _ in 0..3 {
+            release.send(()).unwrap();
+        }
+        for job in running {
+            assert_eq!(job.await.unwrap(), Ok(()));
+        }
+        assert_eq!(pool.run(|| 1).await, Ok(1), "room again once drained");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_does_not_kill_its_thread() {
+        let pool = CpuPool::new(1, 1).unwrap();
+        assert_eq!(
+            pool.run(|| panic!("boom")).await,
+            Err::<(), _>(PoolError::Stopped)
+        );
+        assert_eq!(pool.run(|| 5).await, Ok(5));
+    }
+}

@@ -1,0 +1,71 @@
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_login_flood_beyond_hashing_capacity_gets_fast_503s_not_500s() {
+    let app = spawn_app().await;
+    let (name, _) = app.new_session().await;
+    let started = Instant::now();
+    let form = [("username", name.as_str()), ("password", PASSWORD)];
+    let responses = join_all((0..100).map(|_| app.token(&form))).await;
+    let elapsed = started.elapsed();
+    let mut ok = 0;
+    let mut shed = 0;
+    for r in responses {
+        match r.status() {
+            StatusCode::OK => ok += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(r.headers().contains_key("retry-after"), "{:?}", r.headers());
+                assert_eq!(r.json::<Value>().await.unwrap()["error"], "overloaded");
+                shed += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(ok > 0 && shed > 0, "ok {ok}, shed {shed}");
+    // Only what fits in the queue is hashed: far less than 100 hashes' worth of time.
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn users_me_stays_fast_during_a_login_flood() {
+    let app = spawn_app().await;
+    let (name, pair) = app.new_session().await;
+    let (access, _) = tokens(&pair);
+    let flood = async {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let workers = (0..24).map(|_| async {
+            while Instant::now() < deadline {
+                let r = app
+                    .token(&[("username", &name), ("password", PASSWORD)])
+                    .await;
+                assert_ne!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            }
+        });
+        join_all(workers).await;
+    };
+    let probe = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut latencies = Vec::new();
+        for _ in 0..30 {
+            let start = Instant::now();
+            assert_eq!(app.me(&access).await.status(), StatusCode::OK);
+            latencies.push(start.elapsed());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        latencies.sort();
+        latencies
+    };
+    let ((), latencies) = tokio::join!(flood, probe);
+    let median = latencies[latencies.len() / 2];
+    // Generous bound for a shared test machine; the benchmark reports the real figure.
+    assert!(
+        median < Duration::from_millis(100),
+        "median {median:?}, all {latencies:?}"
+    );
+}
