@@ -3,7 +3,16 @@
 //! Every setting has a default except the secret; a bad value is a [`ConfigError`] that names
 //! the setting and never echoes a secret.
 
-use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
+use std::{
+    fmt,
+    net::{IpAddr, SocketAddr},
+    num::NonZeroU32,
+    str::FromStr,
+    time::Duration,
+};
+
+use axum::http::HeaderValue;
+use ipnet::IpNet;
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -32,7 +41,22 @@ pub struct Config {
     /// When set, access tokens are HS256 with this secret; otherwise Ed25519 keys from the database.
     pub jwt_secret: Option<SecretString>,
     pub log_format: LogFormat,
+    /// Login/registration/refresh attempts per client IP per minute; `None` turns it off.
+    pub login_rate_per_min: Option<NonZeroU32>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Browser origins allowed by CORS; empty turns CORS off.
+    pub cors_origins: Vec<HeaderValue>,
+    /// A request not answered within this gets `503`.
+    pub request_timeout: Duration,
+    /// A connection that has not sent a complete request head within this is closed
+    /// (slow clients, idle keep-alive connections).
+    pub header_timeout: Duration,
 }
+
+/// Default of `AUTHD_LOGIN_RATE_PER_MIN`: generous for people (who rarely mistype a password
+/// ten times a minute), tight for a script trying thousands.
+pub const DEFAULT_LOGIN_RATE_PER_MIN: u32 = 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -57,6 +81,11 @@ impl fmt::Debug for Config {
                 &self.jwt_secret.as_ref().map(|_| "[redacted]"),
             )
             .field("log_format", &self.log_format)
+            .field("login_rate_per_min", &self.login_rate_per_min)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("cors_origins", &self.cors_origins)
+            .field("request_timeout", &self.request_timeout)
+            .field("header_timeout", &self.header_timeout)
             .finish()
     }
 }
@@ -141,6 +170,54 @@ impl Config {
             }
         };
 
+        let request_timeout = seconds(&get, "AUTHD_REQUEST_TIMEOUT_SECS", 10, 1)?;
+        let header_timeout = seconds(&get, "AUTHD_HEADER_TIMEOUT_SECS", 10, 1)?;
+        let login_rate_per_min = match get("AUTHD_LOGIN_RATE_PER_MIN") {
+            None => NonZeroU32::new(DEFAULT_LOGIN_RATE_PER_MIN),
+            Some(raw) => match raw.trim().parse::<u32>() {
+                Ok(n) => NonZeroU32::new(n),
+                Err(_) => {
+                    return Err(ConfigError::new(
+                        "AUTHD_LOGIN_RATE_PER_MIN",
+                        format!("{raw:?} is not a whole number (0 turns the limit off)"),
+                    ))
+                }
+            },
+        };
+
+        let trusted_proxies = list(&get, "AUTHD_TRUSTED_PROXIES")
+            .map(|item| {
+                // A bare address means just that host.
+                item.parse::<IpNet>()
+                    .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        ConfigError::new(
+                            "AUTHD_TRUSTED_PROXIES",
+                            format!("{item:?} is not an IP address or CIDR like 10.0.0.0/8"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let cors_origins = list(&get, "AUTHD_CORS_ORIGINS")
+            .map(|item| {
+                let origin = item.trim_end_matches('/');
+                let host = origin
+                    .strip_prefix("https://")
+                    .or_else(|| origin.strip_prefix("http://"));
+                let valid = host.is_some_and(|h| !h.is_empty() && !h.contains('/'));
+                HeaderValue::from_str(origin)
+                    .ok()
+                    .filter(|_| valid)
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "AUTHD_CORS_ORIGINS",
+                            format!("{item:?} is not an origin like https://app.example.com"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
         Ok(Self {
             database_url: SecretString::from(database_url),
             backend,
@@ -153,6 +230,11 @@ impl Config {
             refresh_grace,
             jwt_secret,
             log_format,
+            login_rate_per_min,
+            trusted_proxies,
+            cors_origins,
+            request_timeout,
+            header_timeout,
         })
     }
 
@@ -189,6 +271,17 @@ fn backend_of(url: &str) -> Result<Backend, ConfigError> {
         Err("must start with sqlite:// or postgres://")
     };
     backend.map_err(|reason| ConfigError::new("DATABASE_URL", reason))
+}
+
+/// The comma- or space-separated items of a list setting.
+fn list(get: &impl Fn(&str) -> Option<String>, name: &str) -> impl Iterator<Item = String> {
+    get(name)
+        .unwrap_or_default()
+        .split([',', ' '])
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect::<Vec<_>>()
+        .into_iter()
 }
 
 fn seconds(
@@ -258,6 +351,38 @@ mod tests {
             assert_eq!(err.setting, name, "{value}");
             assert!(err.to_string().contains(name));
             assert!(!err.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn rate_limit_proxies_and_origins() {
+        let c = config(&[]).unwrap();
+        assert_eq!(
+            c.login_rate_per_min.map(|n| n.get()),
+            Some(DEFAULT_LOGIN_RATE_PER_MIN)
+        );
+        assert!(c.trusted_proxies.is_empty() && c.cors_origins.is_empty());
+        let c = config(&[
+            ("AUTHD_LOGIN_RATE_PER_MIN", "0"),
+            ("AUTHD_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7,::1"),
+            (
+                "AUTHD_CORS_ORIGINS",
+                "https://app.example.com http://localhost:3000/",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(c.login_rate_per_min, None);
+        assert_eq!(c.trusted_proxies.len(), 3);
+        assert!(c.trusted_proxies[1].contains(&"192.168.1.7".parse::<IpAddr>().unwrap()));
+        assert_eq!(c.cors_origins[1], "http://localhost:3000");
+        for (name, bad) in [
+            ("AUTHD_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("AUTHD_TRUSTED_PROXIES", "proxy.local"),
+            ("AUTHD_CORS_ORIGINS", "app.example.com"),
+            ("AUTHD_CORS_ORIGINS", "https://app.example.com/path"),
+            ("AUTHD_LOGIN_RATE_PER_MIN", "lots"),
+        ] {
+            assert_eq!(config(&[(name, bad)]).unwrap_err().setting, name, "{bad}");
         }
     }
 

@@ -52,6 +52,10 @@ pub enum ApiError {
     UnsupportedMediaType(&'static str),
     #[error("request body too large")]
     PayloadTooLarge,
+    #[error("request URI too long")]
+    UriTooLong,
+    #[error("request headers too large")]
+    HeadersTooLarge,
     #[error("{0:?} taken")]
     Conflict(UniqueField),
     #[error("unauthorized")]
@@ -85,6 +89,11 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::UriTooLong => (StatusCode::URI_TOO_LONG, "uri_too_long"),
+            ApiError::HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+            ),
             ApiError::Conflict(UniqueField::Username) => (StatusCode::CONFLICT, "username_taken"),
             ApiError::Conflict(UniqueField::Email) => (StatusCode::CONFLICT, "email_taken"),
             ApiError::Unauthorized(AuthFailure::Missing) => {
@@ -113,6 +122,8 @@ impl ApiError {
             ApiError::MalformedBody(detail) => detail.clone(),
             ApiError::UnsupportedMediaType(detail) => (*detail).into(),
             ApiError::PayloadTooLarge => "the request body is too large".into(),
+            ApiError::UriTooLong => "the request URI is too long".into(),
+            ApiError::HeadersTooLarge => "the request headers are too large".into(),
             ApiError::Conflict(UniqueField::Username) => "that username is already taken".into(),
             ApiError::Conflict(UniqueField::Email) => {
                 "that e-mail address is already registered".into()
@@ -175,8 +186,11 @@ impl IntoResponse for ApiError {
         self.log();
         let (status, code) = self.status_and_code();
         let mut body = json!({ "error": code, "detail": self.detail() });
-        if let ApiError::Validation(fields) = &self {
-            body["fields"] = json!(fields);
+        match &self {
+            ApiError::Validation(fields) => body["fields"] = json!(fields),
+            // Also answered by the token endpoints, whose clients read RFC 6749's field.
+            ApiError::TooManyRequests { .. } => body["error_description"] = body["detail"].clone(),
+            _ => {}
         }
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();

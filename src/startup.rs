@@ -3,16 +3,32 @@
 use std::{
     future::Future,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    time::Duration,
 };
 
 use anyhow::Context;
-use axum::{extract::Request, ServiceExt};
+use axum::{
+    body::Body,
+    extract::{ConnectInfo, Request},
+};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
+    service::TowerToHyperService,
+};
 use tokio::net::TcpListener;
 use tower::Layer;
+use tower::ServiceExt;
 use tower_http::normalize_path::NormalizePathLayer;
 
 use crate::{
-    auth::PasswordHasher, config::Config, domain::Password, http, repo::Db, service::AuthService,
+    auth::PasswordHasher,
+    config::Config,
+    domain::Password,
+    http::{self, clients::Clients, HttpLimits},
+    repo::Db,
+    service::AuthService,
     state::AppState,
 };
 
@@ -21,7 +37,12 @@ pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     state: AppState,
+    limits: HttpLimits,
+    header_timeout: Duration,
 }
+
+/// How long shutdown waits for in-flight requests.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 impl Application {
     /// Connects to the database, applies migrations, loads or creates the keys and binds the
@@ -40,10 +61,20 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {} (AUTHD_ADDR)", config.addr))?;
         let addr = listener.local_addr()?;
+        let limits = HttpLimits {
+            request_timeout: config.request_timeout,
+            cors_origins: config.cors_origins.clone(),
+        };
         Ok(Self {
             listener,
             addr,
-            state: AppState { auth, db },
+            state: AppState {
+                auth,
+                db,
+                clients: Clients::new(config),
+            },
+            limits,
+            header_timeout: config.header_timeout,
         })
     }
 
@@ -58,21 +89,64 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then stops accepting connections, lets in-flight
-    /// requests finish, and closes the database pool.
+    /// requests finish (for up to [`SHUTDOWN_GRACE`]), and closes the database pool.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let db = self.state.db.clone();
-        let app = NormalizePathLayer::trim_trailing_slash().layer(http::router(self.state));
-        let service = ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);
-        tracing::info!(addr = %self.addr, "authd listening");
-        let served = axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let Self {
+            listener,
+            addr,
+            state,
+            limits,
+            header_timeout,
+        } = self;
+        let db = state.db.clone();
+        state.clients.spawn_pruning(Duration::from_secs(60));
+        let app = NormalizePathLayer::trim_trailing_slash().layer(http::router(state, &limits));
+
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .max_buf_size(64 * 1024);
+        let graceful = GracefulShutdown::new();
+        tracing::info!(addr = %addr, "authd listening");
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(connection) => connection,
+                    Err(e) => {
+                        // Out of file descriptors and the like: pause instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let service = app.clone().map_request(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req.map(Body::new)
+            });
+            let connection =
+                http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+        }
+        drop(listener);
+        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("in-flight requests still running after the grace period; closing");
+        }
         db.close().await;
         tracing::info!("authd stopped");
-        served
+        Ok(())
     }
 }
 

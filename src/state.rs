@@ -2,10 +2,11 @@
 
 use axum::extract::FromRef;
 
-use crate::{repo::Db, service::AuthService};
+use crate::{http::clients::Clients, repo::Db, service::AuthService};
 
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub auth: AuthService,
     pub db: Db,
+    pub clients: Clients,
 }

@@ -126,9 +126,9 @@ mod tests {
                 })
                 .await
             }));
+            // One at a time, so that the first is running before the others queue.
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        // Let the three jobs reach the pool: one running, two queued.
-        tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(pool.run(|| ()).await, Err(PoolError::Overloaded));
         for _ in 0..3 {
             release.send(()).unwrap();

@@ -26,10 +26,15 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
+/// Login and refresh: rate-limited with the other credential endpoints.
+pub fn credential_router() -> Router<AppState> {
     Router::new()
         .route("/auth/login", post(login))
         .route("/auth/refresh", post(refresh))
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
         .route("/auth/logout", post(logout))
         .route("/auth/logout-all", post(logout_all))
 }

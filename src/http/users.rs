@@ -13,10 +13,13 @@ use crate::{
     state::AppState,
 };
 
+/// Registration: rate-limited with the other credential endpoints.
+pub fn register_router() -> Router<AppState> {
+    Router::new().route("/users", post(register))
+}
+
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/users", post(register))
-        .route("/users/me", get(me))
+    Router::new().route("/users/me", get(me))
 }
 
 /// Every field optional here so that all missing and invalid fields are reported together.

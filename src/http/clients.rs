@@ -1,0 +1,189 @@
+//! Who is calling: the client IP (from the socket, or from `X-Forwarded-For` when the peer is
+//! a trusted proxy) and the per-IP rate limit on the credential endpoints.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use axum::{
+    extract::{ConnectInfo, Request, State},
+    http::HeaderMap,
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use governor::{clock::Clock, DefaultKeyedRateLimiter, Quota};
+use ipnet::IpNet;
+
+use crate::{config::Config, error::ApiError};
+
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+
+#[derive(Clone)]
+pub struct Clients {
+    trusted_proxies: Arc<[IpNet]>,
+    limiter: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
+}
+
+impl Clients {
+    pub fn new(config: &Config) -> Self {
+        let limiter = config
+            .login_rate_per_min
+            .map(|per_min| Arc::new(DefaultKeyedRateLimiter::keyed(Quota::per_minute(per_min))));
+        Self {
+            trusted_proxies: config.trusted_proxies.clone().into(),
+            limiter,
+        }
+    }
+
+    /// The client's address: the peer itself, unless the peer is a trusted proxy; then the
+    /// rightmost `X-Forwarded-For` entry that is not a trusted proxy. Entries left of it were
+    /// written by the client and prove nothing.
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if !self.is_trusted(peer) {
+            return peer;
+        }
+        let hops: Vec<&str> = headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        let mut nearest = peer;
+        for hop in hops.iter().rev() {
+            match hop.parse::<IpAddr>() {
+                Ok(ip) if self.is_trusted(ip) => nearest = ip,
+                Ok(ip) => return ip,
+                // Garbage from a trusted proxy: the last address known to be real.
+                Err(_) => return nearest,
+            }
+        }
+        nearest
+    }
+
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Takes one attempt from `ip`'s bucket; `Err` holds the seconds until the next is allowed.
+    pub fn check(&self, ip: IpAddr) -> Result<(), u64> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        limiter.check_key(&ip).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+        })
+    }
+
+    /// Every `every`, forgets buckets that are full again (so memory follows the active
+    /// clients only), for as long as the limiter is alive.
+    pub fn spawn_pruning(&self, every: Duration) {
+        let weak = self.limiter.as_ref().map(Arc::downgrade);
+        let Some(weak) = weak else { return };
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Some(limiter) = weak.upgrade() else {
+                    return;
+                };
+                limiter.retain_recent();
+                limiter.shrink_to_fit();
+            }
+        });
+    }
+}
+
+/// The peer address axum recorded for the connection.
+pub fn peer_ip(req_extensions: &axum::http::Extensions) -> IpAddr {
+    req_extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(addr)| {
+            addr.ip()
+        })
+}
+
+/// Middleware for the credential endpoints: `429` with `Retry-After` once a client IP has
+/// used up its attempts.
+pub async fn rate_limit(State(clients): State<Clients>, req: Request, next: Next) -> Response {
+    let ip = clients.client_ip(peer_ip(req.extensions()), req.headers());
+    if let Err(retry_after_secs) = clients.check(ip) {
+        tracing::warn!(client_ip = %ip, "rate limit exceeded");
+        return ApiError::TooManyRequests { retry_after_secs }.into_response();
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn clients(vars: &[(&str, &str)]) -> Clients {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Clients::new(&Config::from_lookup(|k| vars.get(k).cloned()).unwrap())
+    }
+
+    fn xff(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_FOR, value.parse().unwrap());
+        h
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_is_ignored_from_untrusted_peers() {
+        let c = clients(&[]);
+        assert_eq!(
+            c.client_ip(ip("203.0.113.9"), &xff("1.2.3.4")),
+            ip("203.0.113.9")
+        );
+    }
+
+    #[test]
+    fn the_rightmost_untrusted_hop_is_the_client() {
+        let c = clients(&[("AUTHD_TRUSTED_PROXIES", "10.0.0.0/8")]);
+        let peer = ip("10.0.0.2");
+        assert_eq!(c.client_ip(peer, &xff("1.2.3.4")), ip("1.2.3.4"));
+        // The client wrote "6.6.6.6" itself; the proxy appended the real address.
+        assert_eq!(
+            c.client_ip(peer, &xff("6.6.6.6, 198.51.100.7, 10.0.0.5")),
+            ip("198.51.100.7")
+        );
+        assert_eq!(c.client_ip(peer, &HeaderMap::new()), peer);
+        assert_eq!(c.client_ip(peer, &xff("10.1.1.1")), ip("10.1.1.1"));
+        assert_eq!(c.client_ip(peer, &xff("1.2.3.4, garbage")), peer);
+        assert_eq!(
+            c.client_ip(peer, &xff("::ffff:5.6.7.8")),
+            ip("::ffff:5.6.7.8")
+        );
+    }
+
+    #[test]
+    fn the_bucket_empties_and_says_when_to_retry() {
+        let c = clients(&[("AUTHD_LOGIN_RATE_PER_MIN", "3")]);
+        let a = ip("192.0.2.1");
+        for _ in 0..3 {
+            assert!(c.check(a).is_ok());
+        }
+        let wait = c.check(a).unwrap_err();
+        assert!((1..=20).contains(&wait), "{wait}");
+        assert!(
+            c.check(ip("192.0.2.2")).is_ok(),
+            "other clients have their own bucket"
+        );
+        assert!(clients(&[("AUTHD_LOGIN_RATE_PER_MIN", "0")])
+            .check(a)
+            .is_ok());
+    }
+}
