@@ -83,6 +83,8 @@ pub enum AuthError {
     InvalidCredentials,
     #[error("the refresh token is invalid, expired or revoked")]
     InvalidRefreshToken,
+    #[error("too many failed logins")]
+    Throttled { retry_after_secs: u64 },
     #[error(transparent)]
     Api(#[from] ApiError),
 }
@@ -206,16 +208,47 @@ impl AuthService {
         client: ClientInfo,
     ) -> Result<TokenPair, AuthError> {
         let db = &self.inner.db;
-        let creds = db
-            .find_credentials(&Username::normalize_login(username))
-            .await?;
-        let stored_hash = creds.as_ref().map(|c| c.password_hash.clone());
-        // Always one argon2 verification, against a dummy hash for unknown users.
-        let verdict = self
-            .inner
-            .hasher
-            .verify(password.clone(), stored_hash)
-            .await?;
+        // Login names longer than any username are cut for the throttle key, so that junk
+        // names cannot grow the table's keys without bound; they match no account anyway.
+        let name: String = Username::normalize_login(username)
+            .chars()
+            .take(64)
+            .collect();
+        let now = Utc::now();
+        if let Some(until) = db.login_locked_until(&name).await? {
+            let trusted_client = match &client.ip {
+                Some(ip) => {
+                    db.has_logged_in_from(&name, ip, now - KNOWN_CLIENT_WINDOW)
+                        .await?
+                }
+                None => false,
+            };
+            if until > now && !trusted_client {
+                let wait = (until - now).num_milliseconds().max(0) as u64;
+                tracing::info!("login throttled");
+                return Err(AuthError::Throttled {
+                    retry_after_secs: wait.div_ceil(1000),
+                });
+            }
+        }
+
+        // A password over the maximum can never be right: no hashing of megabyte inputs.
+        let too_long = password.expose_secret().chars().count() > Password::MAX_LEN;
+        let creds = if too_long {
+            None
+        } else {
+            db.find_credentials(&name).await?
+        };
+        let verdict = if too_long {
+            Verdict::Mismatch
+        } else {
+            // Always one argon2 verification, against a dummy hash for unknown users.
+            let stored_hash = creds.as_ref().map(|c| c.password_hash.clone());
+            self.inner
+                .hasher
+                .verify(password.clone(), stored_hash)
+                .await?
+        };
         let creds = match (verdict, creds) {
             (Verdict::Match { needs_rehash }, Some(creds)) if creds.disabled_at.is_none() => {
                 if needs_rehash {
@@ -225,12 +258,13 @@ impl AuthService {
                 creds
             }
             _ => {
+                self.count_failure(&name, now).await?;
                 tracing::info!("login failed");
                 return Err(AuthError::InvalidCredentials);
             }
         };
+        db.clear_login_failures(&name).await?;
         let user = creds.user;
-        let now = Utc::now();
         let expires_at = now + self.inner.policy.session_max;
         let idle_expires_at = (now + self.inner.policy.refresh_ttl).min(expires_at);
         let session_id = Uuid::new_v4();
@@ -254,6 +288,21 @@ impl AuthService {
             expires_at,
         };
         Ok(self.token_pair(session, now, &refresh, idle_expires_at)?)
+    }
+
+    /// Counts a failed login for `name`; from the [`FREE_FAILURES`]th on, locks further
+    /// attempts for a delay that doubles with each failure, up to [`MAX_LOCK`].
+    async fn count_failure(&self, name: &str, now: DateTime<Utc>) -> Result<(), AuthError> {
+        let failures = self.inner.db.record_login_failure(name, now).await?;
+        if let Some(delay) = lock_delay(failures) {
+            self.inner.db.lock_logins(name, now + delay).await?;
+            tracing::warn!(
+                failures,
+                delay_secs = delay.as_secs(),
+                "login name throttled after repeated failures"
+            );
+        }
+        Ok(())
     }
 
     async fn upgrade_hash(&self, user_id: Uuid, old_hash: &str, password: SecretString) {
@@ -432,6 +481,25 @@ impl AuthService {
     }
 }
 
+/// Consecutive failed logins allowed before a login name is throttled.
+pub const FREE_FAILURES: i64 = 5;
+/// The longest a throttled login name waits.
+pub const MAX_LOCK: Duration = Duration::from_secs(15 * 60);
+/// A client that logged in as a user within this window may still try while the user's
+/// login name is throttled.
+const KNOWN_CLIENT_WINDOW: TimeDelta = TimeDelta::days(30);
+
+/// The lock after `failures` consecutive failures: none for the first four, then 1 s,
+/// doubling with each further failure, capped at [`MAX_LOCK`].
+pub fn lock_delay(failures: i64) -> Option<Duration> {
+    let beyond = failures - FREE_FAILURES;
+    if beyond < 0 {
+        return None;
+    }
+    let secs = 1u64.checked_shl(beyond.min(32) as u32).unwrap_or(u64::MAX);
+    Some(Duration::from_secs(secs).min(MAX_LOCK))
+}
+
 /// What an access token says about its session.
 #[derive(Clone, Copy)]
 struct SessionRef<'a> {
@@ -456,4 +524,22 @@ impl RefreshRecord {
 /// A refresh record whose session can still be refreshed at all.
 fn is_live(record: &RefreshRecord, now: DateTime<Utc>) -> bool {
     record.revoked_at.is_none() && record.disabled_at.is_none() && now < record.expires_at
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lock_doubles_from_the_fifth_failure_up_to_fifteen_minutes() {
+        let delays: Vec<Option<u64>> = (1..=16)
+            .map(|f| lock_delay(f).map(|d| d.as_secs()))
+            .collect();
+        assert_eq!(&delays[..4], &[None; 4]);
+        assert_eq!(
+            &delays[4..],
+            &[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900].map(Some)
+        );
+        assert_eq!(lock_delay(i64::MAX), Some(MAX_LOCK));
+    }
 }

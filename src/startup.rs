@@ -103,6 +103,7 @@ impl Application {
         } = self;
         let db = state.db.clone();
         state.clients.spawn_pruning(Duration::from_secs(60));
+        let housekeeping = tokio::spawn(housekeeping(db.clone()));
         let app = NormalizePathLayer::trim_trailing_slash().layer(http::router(state, &limits));
 
         let mut http = hyper::server::conn::http1::Builder::new();
@@ -144,9 +145,23 @@ impl Application {
         {
             tracing::warn!("in-flight requests still running after the grace period; closing");
         }
+        housekeeping.abort();
         db.close().await;
         tracing::info!("authd stopped");
         Ok(())
+    }
+}
+
+/// Hourly: forgets failed-login counts untouched for a day, so that junk login names do not
+/// accumulate.
+async fn housekeeping(db: Db) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let stale = chrono::Utc::now() - chrono::TimeDelta::days(1);
+        if let Err(e) = db.prune_login_failures(stale).await {
+            tracing::warn!(error = %e, "pruning failed-login counts failed");
+        }
     }
 }
 

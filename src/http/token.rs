@@ -13,7 +13,7 @@ use secrecy::SecretString;
 
 use super::{json::has_content_type, json::read_body, ClientInfo};
 use crate::{
-    error::{no_store, OAuthError},
+    error::{no_store, ApiError, OAuthError},
     service::{AuthError, AuthService, TokenPair},
     state::AppState,
 };
@@ -92,6 +92,9 @@ pub(super) fn grant_error(e: AuthError, status: StatusCode) -> OAuthError {
     let description = match e {
         AuthError::InvalidCredentials => "incorrect username or password",
         AuthError::InvalidRefreshToken => "the refresh token is invalid, expired or revoked",
+        AuthError::Throttled { retry_after_secs } => {
+            return OAuthError::Api(ApiError::TooManyRequests { retry_after_secs })
+        }
         AuthError::Api(api) => return OAuthError::Api(api),
     };
     OAuthError::InvalidGrant {

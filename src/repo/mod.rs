@@ -8,6 +8,7 @@
 
 mod keys;
 mod sessions;
+mod throttle;
 mod users;
 
 use std::{str::FromStr, time::Duration};
