@@ -67,7 +67,8 @@ impl Db {
         since: DateTime<Utc>,
     ) -> RepoResult<bool> {
         let found = with_pool!(self, pool => {
-            sqlx::query_scalar::<_, i64>(
+            // i32: a literal 1 is INT4 on Postgres.
+            sqlx::query_scalar::<_, i32>(
                 "SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id \
                  WHERE u.username_normalized = $1 AND s.ip = $2 AND s.created_at > $3 LIMIT 1",
             )

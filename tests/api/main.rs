@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod abuse;
 mod bad_tokens;
 mod load;
 mod login;
