@@ -130,7 +130,15 @@ pub async fn spawn_app_with(settings: &[(&str, &str)]) -> TestApp {
 
 /// Another app on an existing database: a second replica, or the same service restarted.
 pub async fn spawn_app_on(db: Arc<TestDb>, settings: &[(&str, &str)]) -> TestApp {
-    let config = test_config(&db, settings);
+    let url = db.url.clone();
+    spawn_app_on_url(db, &url, settings).await
+}
+
+/// An app that reaches the test database through another URL (e.g. a proxy in front of it).
+pub async fn spawn_app_on_url(db: Arc<TestDb>, url: &str, settings: &[(&str, &str)]) -> TestApp {
+    let mut settings = settings.to_vec();
+    settings.push(("DATABASE_URL", url));
+    let config = test_config(&db, &settings);
     let app = Application::build(&config).await.expect("the app builds");
     let addr = app.addr();
     let (tx, rx) = oneshot::channel::<()>();

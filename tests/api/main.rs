@@ -5,6 +5,7 @@ mod helpers;
 
 mod abuse;
 mod bad_tokens;
+mod faults;
 mod load;
 mod login;
 mod logout;
