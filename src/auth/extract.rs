@@ -126,4 +126,15 @@ mod tests {
             assert_eq!(parse(Some(bad)), Bearer::Malformed, "{bad:?}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_header_value_parses_without_panicking(raw in proptest::collection::vec(32u8..=255, 0..200)) {
+            if let Ok(value) = axum::http::HeaderValue::from_bytes(&raw) {
+                let mut headers = HeaderMap::new();
+                headers.insert(AUTHORIZATION, value);
+                let _ = bearer_token(&headers);
+            }
+        }
+    }
 }

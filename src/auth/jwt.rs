@@ -375,4 +375,23 @@ mod tests {
             0
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn verify_never_panics_on_arbitrary_input(raw in "\\PC{0,300}") {
+            let keys = TokenKeys::hs256(SECRET, "authd", "authd");
+            proptest::prop_assert!(keys.verify(&raw, now()).is_err());
+        }
+
+        #[test]
+        fn verify_never_panics_on_jwt_shaped_input(
+            header in proptest::collection::vec(proptest::num::u8::ANY, 0..80),
+            payload in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+            signature in "[A-Za-z0-9_-]{0,90}",
+        ) {
+            let token = format!("{}.{}.{signature}", B64.encode(header), B64.encode(payload));
+            let keys = ed_keys();
+            proptest::prop_assert!(keys.verify(&token, now()).is_err());
+        }
+    }
 }

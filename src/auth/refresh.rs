@@ -145,4 +145,13 @@ mod tests {
         let t = RefreshToken::generate();
         assert!(!format!("{t:?}").contains(&t.encode()));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(raw in "\\PC{0,60}") {
+            if let Some(t) = RefreshToken::parse(&raw) {
+                proptest::prop_assert_eq!(t.encode(), raw);
+            }
+        }
+    }
 }

@@ -86,4 +86,20 @@ mod tests {
             "jo@example.com"
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(raw in "\\PC{0,300}") {
+            if let Ok(e) = Email::parse(&raw) {
+                proptest::prop_assert!(e.as_str().len() <= Email::MAX_LEN);
+                proptest::prop_assert!(e.as_str().contains('@'));
+            }
+        }
+
+        #[test]
+        fn plain_addresses_are_accepted(local in "[a-z0-9+_-]{1,10}(\\.[a-z0-9+_-]{1,10})?", domain in "[a-z0-9]{1,10}(-[a-z0-9]{1,8})?\\.[a-z]{2,6}") {
+            let addr = format!("{local}@{domain}");
+            proptest::prop_assert!(Email::parse(&addr).is_ok(), "{}", addr);
+        }
+    }
 }

@@ -152,4 +152,18 @@ mod tests {
         let pw = check("correct horse battery staple", "bob").unwrap();
         assert!(!format!("{pw:?}").contains("horse"));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn parse_never_panics(raw in "\\PC{0,150}", user in "[a-z]{3,10}") {
+            let len = raw.chars().count();
+            match check(&raw, &user) {
+                Ok(_) => proptest::prop_assert!((8..=128).contains(&len)),
+                Err(PasswordPolicyError::TooShort) => proptest::prop_assert!(len < 8),
+                Err(PasswordPolicyError::TooLong) => proptest::prop_assert!(len > 128),
+                Err(_) => {}
+            }
+        }
+    }
 }

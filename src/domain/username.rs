@@ -86,4 +86,21 @@ mod tests {
         assert_eq!(u.normalized(), "alice.smith");
         assert_eq!(u.as_str(), "Alice.Smith");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics_and_accepts_only_the_rule(raw in "\\PC{0,40}") {
+            if let Ok(u) = Username::parse(&raw) {
+                let n = u.as_str().len();
+                proptest::prop_assert!((3..=32).contains(&n));
+                proptest::prop_assert!(u.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)));
+                proptest::prop_assert_eq!(Username::normalize_login(&u.normalized()), u.normalized());
+            }
+        }
+
+        #[test]
+        fn every_valid_name_is_accepted(raw in "[A-Za-z0-9_.-]{3,32}") {
+            proptest::prop_assert!(Username::parse(&raw).is_ok());
+        }
+    }
 }

@@ -147,4 +147,11 @@ mod tests {
         }
         assert!(!has_content_type(&HeaderMap::new(), is_json));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_json_never_panics(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = parse_json::<Body>(&raw);
+        }
+    }
 }
