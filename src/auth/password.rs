@@ -15,9 +15,11 @@ use super::workers::{CpuPool, PoolError};
 pub const M_COST_KIB: u32 = 19_456;
 pub const T_COST: u32 = 2;
 pub const P_COST: u32 = 1;
-/// Jobs allowed to wait per hashing thread: at ~20 ms a hash, a queued login waits at most
-/// ~160 ms before its own hash starts; a busier server answers `503` instead.
-pub const QUEUE_PER_WORKER: usize = 8;
+/// Jobs allowed to wait per hashing thread: at ~16 ms a hash, a queued login waits at most
+/// ~0.5 s before its own hash starts; a busier server answers `503` at once. Deep enough for
+/// ordinary bursts and for clients that do not back off, which otherwise turn every refused
+/// slot into an immediate retry.
+pub const QUEUE_PER_WORKER: usize = 32;
 
 /// Hashes and verifies passwords without blocking the async workers.
 #[derive(Clone)]
