@@ -1,7 +1,7 @@
 //! Access tokens: signed JWTs, HS256 with a configured secret or EdDSA (Ed25519) with keys kept
 //! in the database and published as a JWK set.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Mutex};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine};
 use chrono::{DateTime, Utc};
@@ -51,8 +51,40 @@ struct Verifier {
     validation: Validation,
 }
 
+/// Access tokens that passed full verification, so that a client presenting the same token
+/// on every request pays for the signature check (~50 µs for Ed25519) once. Only `exp` is
+/// checked again on a hit; the key set is fixed for the life of a `TokenKeys`. Bounded: when
+/// full it is emptied, which costs one re-verification per live token.
+struct VerifiedTokens {
+    map: Mutex<HashMap<Box<str>, AccessClaims>>,
+}
+
+const VERIFIED_CAPACITY: usize = 16_384;
+
+impl VerifiedTokens {
+    fn new() -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, token: &str) -> Option<AccessClaims> {
+        self.map.lock().ok()?.get(token).cloned()
+    }
+
+    fn insert(&self, token: &str, claims: &AccessClaims) {
+        if let Ok(mut map) = self.map.lock() {
+            if map.len() >= VERIFIED_CAPACITY {
+                map.clear();
+            }
+            map.insert(token.into(), claims.clone());
+        }
+    }
+}
+
 /// The keys that sign new access tokens and verify presented ones.
 pub struct TokenKeys {
+    verified: VerifiedTokens,
     signing_kid: String,
     signing_alg: Algorithm,
     signing_key: EncodingKey,
@@ -80,6 +112,7 @@ impl TokenKeys {
             validation: validation(Algorithm::HS256, issuer, audience),
         };
         Self {
+            verified: VerifiedTokens::new(),
             signing_kid: HS256_KID.to_owned(),
             signing_alg: Algorithm::HS256,
             signing_key: EncodingKey::from_secret(secret),
@@ -131,6 +164,7 @@ impl TokenKeys {
             }));
         }
         Ok(Self {
+            verified: VerifiedTokens::new(),
             signing_kid: active.kid.clone(),
             signing_alg: Algorithm::EdDSA,
             signing_key: EncodingKey::from_ed_der(&active.private_key),
@@ -188,6 +222,12 @@ impl TokenKeys {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Invalid);
         }
+        if let Some(claims) = self.verified.get(token) {
+            if claims.exp + (LEEWAY_SECS as i64) < now {
+                return Err(TokenError::Expired);
+            }
+            return Ok(claims);
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         let verifier = header
             .kid
@@ -207,6 +247,7 @@ impl TokenKeys {
         if data.claims.iat > now + LEEWAY_SECS as i64 {
             return Err(TokenError::Invalid);
         }
+        self.verified.insert(token, &data.claims);
         Ok(data.claims)
     }
 }
@@ -279,6 +320,22 @@ mod tests {
         assert_eq!(keys.verify(&token, t), Err(TokenError::Expired));
         let token = keys.sign(&claims(t - 100, 97)).unwrap(); // expired 3 s ago: within leeway
         assert!(keys.verify(&token, t).is_ok());
+    }
+
+    #[test]
+    fn a_verified_token_still_expires() {
+        let keys = ed_keys();
+        let t = now();
+        let token = keys.sign(&claims(t, 60)).unwrap();
+        assert!(keys.verify(&token, t).is_ok());
+        assert!(keys.verify(&token, t + 30).is_ok(), "from the cache");
+        assert_eq!(
+            keys.verify(&token, t + 60 + LEEWAY_SECS as i64 + 1),
+            Err(TokenError::Expired)
+        );
+        // A tampered copy is not the cached string: it is verified, and refused.
+        let tampered = format!("{token}x");
+        assert_eq!(keys.verify(&tampered, t), Err(TokenError::Invalid));
     }
 
     #[test]
