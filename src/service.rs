@@ -208,12 +208,14 @@ impl AuthService {
         client: ClientInfo,
     ) -> Result<TokenPair, AuthError> {
         let db = &self.inner.db;
-        // Login names longer than any username are cut for the throttle key, so that junk
-        // names cannot grow the table's keys without bound; they match no account anyway.
-        let name: String = Username::normalize_login(username)
-            .chars()
-            .take(64)
-            .collect();
+        let Ok(login) = Username::parse(username) else {
+            // No account can have this name (and it may hold bytes a database refuses, such
+            // as NUL): one dummy verification, so it costs what a wrong password costs.
+            self.inner.hasher.verify(password, None).await?;
+            tracing::info!("login failed");
+            return Err(AuthError::InvalidCredentials);
+        };
+        let name = login.normalized();
         let now = Utc::now();
         if let Some(until) = db.login_locked_until(&name).await? {
             let trusted_client = match &client.ip {

@@ -254,3 +254,26 @@ async fn refresh_tokens_are_stored_only_as_hashes() {
     assert_eq!(stored, vec![sha2::Sha256::digest(&raw).to_vec()]);
     assert!(!stored.iter().any(|h| h == &raw || h == refresh.as_bytes()));
 }
+
+#[tokio::test]
+async fn impossible_login_names_are_a_plain_401_on_every_database() {
+    let app = spawn_app().await;
+    app.register_user("ivan").await;
+    let long = "y".repeat(5000);
+    for name in [
+        "iv\0an",
+        "a\u{0}",
+        "x",
+        long.as_str(),
+        "ivan; DROP TABLE users",
+    ] {
+        let r = app
+            .token(&[("username", name), ("password", "wrong-password-1")])
+            .await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{name:?}");
+        let body = json!({"username": name, "password": "wrong-password-1"});
+        let r = app.post_json("/auth/login", &body).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{name:?}");
+    }
+    app.login("ivan", PASSWORD).await;
+}
