@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# One command for authd's benchmark: builds authd in release, runs it pinned to core 0 on
+# SQLite and then on PostgreSQL, drives the black-box harness in ../shared/bench (wrk on
+# core 1) over the same scenarios, measures the physical limits in the same run (axum
+# hello-world ceiling, argon2id verify time) and, when its venv has FastAPI, the tutorial app;
+# then prints each figure as a ratio of its limit.
+#
+#   usage: bench/run.sh [OUTDIR]              (default: target/bench/<UTC time>)
+#   env:   BENCH_DIR   the harness (default ../shared/bench; run its setup.sh once)
+#          BENCH_PG    admin URL of a PostgreSQL where a scratch database may be created
+#                      (default postgres://postgres@127.0.0.1:5432/test; empty skips Postgres)
+#          SCENARIOS   harness scenarios (default "me login register refresh mixed")
+#          plus the harness's own knobs (DURATION, WARMUP, POOL, C_ME, ...)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=$(cd "${BENCH_DIR:-$ROOT/../shared/bench}" && pwd)
+OUT=${1:-$ROOT/target/bench/$(date -u +%Y%m%dT%H%M%SZ)}
+BENCH_PG=${BENCH_PG-postgres://postgres@127.0.0.1:5432/test}
+export SCENARIOS=${SCENARIOS:-"me login register refresh mixed"}
+PORT=8000
+PY="$BENCH/peers/.venv/bin/python"
+
+command -v wrk >/dev/null || { echo "wrk is missing: run $BENCH/setup.sh once" >&2; exit 1; }
+[ -x "$PY" ] || { echo "the harness venv is missing: run $BENCH/setup.sh once" >&2; exit 1; }
+mkdir -p "$OUT"
+: > "$OUT/lines.txt"
+
+echo "== building authd and the limits (release)"
+cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
+LIMITS_TARGET="$ROOT/target/bench-limits"
+CARGO_TARGET_DIR="$LIMITS_TARGET" cargo build --release --quiet --manifest-path "$BENCH/limits/Cargo.toml"
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+wait_up() {
+    for _ in $(seq 1 150); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done
+    echo "server at $1 did not come up" >&2
+    return 1
+}
+
+# harness NAME URL PID [VAR=value...]: one harness run, its lines prefixed with NAME.
+harness() {
+    local name=$1 url=$2 pid=$3
+    shift 3
+    env SERVER_PID="$pid" PY="$PY" "$@" "$BENCH/run.sh" "$url" "$OUT/$name" 2>&1 \
+        | grep '^scenario=' | sed "s/^/server=$name /" | tee -a "$OUT/lines.txt"
+}
+
+echo "== limits: argon2id verify time, axum hello-world ceiling"
+taskset -c 0 "$LIMITS_TARGET/release/crypto" | tee "$OUT/crypto.txt"
+taskset -c 0 "$LIMITS_TARGET/release/hello" "127.0.0.1:8099" 2>/dev/null &
+PIDS+=($!)
+wait_up "http://127.0.0.1:8099/users/me"
+# As the harness's `me` scenario, with a token-sized Bearer value (the hello server ignores it).
+TOKEN=$(printf 'x%.0s' $(seq 235)) BENCH_LUA_DIR="$BENCH/lua" \
+    taskset -c 1 wrk -t1 -c"${C_ME:-32}" -d"${WARMUP:-3}s" -s "$BENCH/lua/me.lua" http://127.0.0.1:8099 >/dev/null
+TOKEN=$(printf 'x%.0s' $(seq 235)) BENCH_LUA_DIR="$BENCH/lua" \
+    taskset -c 1 wrk -t1 -c"${C_ME:-32}" -d"${DURATION:-10}s" -s "$BENCH/lua/me.lua" http://127.0.0.1:8099 \
+    | grep WRK_RESULT | sed 's/^WRK_RESULT/server=hello scenario=me/' | tee -a "$OUT/lines.txt"
+kill "${PIDS[-1]}"
+
+run_authd() {
+    local name=$1 url=$2
+    echo "== authd on $name"
+    local dir
+    dir=$(mktemp -d)
+    taskset -c 0 env -C "$dir" DATABASE_URL="$url" AUTHD_ADDR="127.0.0.1:$PORT" \
+        AUTHD_LOGIN_RATE_PER_MIN=0 RUST_LOG=warn "$ROOT/target/release/authd" &
+    PIDS+=($!)
+    local pid=$!
+    wait_up "http://127.0.0.1:$PORT/readyz"
+    harness "authd-$name" "http://127.0.0.1:$PORT" "$pid"
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    rm -rf "$dir"
+}
+
+run_authd sqlite "sqlite://$(mktemp -d)/authd.db"
+
+if [ -n "$BENCH_PG" ]; then
+    db="authd_bench_$(date +%s)"
+    psql "$BENCH_PG" -qc "CREATE DATABASE $db"
+    pg_url="${BENCH_PG%/*}/$db"
+    run_authd postgres "$pg_url"
+    psql "$BENCH_PG" -qc "DROP DATABASE $db WITH (FORCE)"
+fi
+
+if "$PY" -c 'import fastapi, passlib, jose' 2>/dev/null; then
+    echo "== the tutorial app (argon2id, same cost)"
+    pid=$(PY="$PY" "$BENCH/peers/start_fastapi.sh" main_argon2 8001)
+    PIDS+=("$pid")
+    wait_up "http://127.0.0.1:8001/docs"
+    harness tutorial "http://127.0.0.1:8001" "$pid" SCENARIOS="${SCENARIOS// refresh/}"
+    kill "$pid"
+else
+    echo "== the tutorial app: skipped (its venv has no FastAPI; see $BENCH/setup.sh)"
+fi
+
+echo "== ratios"
+"$PY" "$ROOT/bench/ratios.py" "$OUT/lines.txt" "$OUT/crypto.txt" | tee "$OUT/ratios.md"
+echo "raw output: $OUT"
