@@ -77,10 +77,6 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn field(field: &str, message: impl Into<String>) -> Self {
-        Self::Validation(vec![FieldError::new(field, message)])
-    }
-
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),

@@ -162,10 +162,6 @@ impl AuthService {
         &self.inner.keys
     }
 
-    pub fn db(&self) -> &Db {
-        &self.inner.db
-    }
-
     /// Creates an account. The password policy and hashing run on the blocking pool.
     pub async fn register(&self, reg: Registration) -> Result<User, ApiError> {
         let username = reg.username.as_str().to_owned();
@@ -217,7 +213,11 @@ impl AuthService {
         };
         let name = login.normalized();
         let now = Utc::now();
-        if let Some(until) = db.login_locked_until(&name).await? {
+        let locked_until = db
+            .login_locked_until(&name)
+            .await?
+            .filter(|until| *until > now);
+        if let Some(until) = locked_until {
             let trusted_client = match &client.ip {
                 Some(ip) => {
                     db.has_logged_in_from(&name, ip, now - KNOWN_CLIENT_WINDOW)
@@ -225,7 +225,7 @@ impl AuthService {
                 }
                 None => false,
             };
-            if until > now && !trusted_client {
+            if !trusted_client {
                 let wait = (until - now).num_milliseconds().max(0) as u64;
                 tracing::info!("login throttled");
                 return Err(AuthError::Throttled {

@@ -19,7 +19,7 @@ pub struct AuthUser {
     pub session_id: uuid::Uuid,
 }
 
-pub const MALFORMED: &str = "malformed Authorization header";
+const MALFORMED: &str = "malformed Authorization header";
 
 /// What the `Authorization` header holds.
 #[derive(Debug, PartialEq, Eq)]
@@ -56,6 +56,15 @@ pub fn bearer_token(headers: &HeaderMap) -> Bearer<'_> {
     }
 }
 
+/// The Bearer token of a request, or the `401` for its absence or malformation.
+pub fn require_bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    match bearer_token(headers) {
+        Bearer::Missing => Err(ApiError::Unauthorized(AuthFailure::Missing)),
+        Bearer::Malformed => Err(ApiError::Unauthorized(AuthFailure::InvalidToken(MALFORMED))),
+        Bearer::Token(token) => Ok(token),
+    }
+}
+
 impl<S> FromRequestParts<S> for AuthUser
 where
     S: Send + Sync,
@@ -64,13 +73,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let token = match bearer_token(&parts.headers) {
-            Bearer::Missing => return Err(ApiError::Unauthorized(AuthFailure::Missing)),
-            Bearer::Malformed => {
-                return Err(ApiError::Unauthorized(AuthFailure::InvalidToken(MALFORMED)))
-            }
-            Bearer::Token(token) => token,
-        };
+        let token = require_bearer(&parts.headers)?;
         let auth = AuthService::from_ref(state);
         let found = auth.authenticate(token).await?;
         tracing::Span::current().record("user_id", tracing::field::display(found.user.id));

@@ -17,11 +17,8 @@ use super::{
     ClientInfo,
 };
 use crate::{
-    auth::{
-        extract::{bearer_token, Bearer, MALFORMED},
-        AuthUser,
-    },
-    error::{ApiError, AuthFailure, OAuthError},
+    auth::{extract::require_bearer, AuthUser},
+    error::{ApiError, OAuthError},
     service::AuthService,
     state::AppState,
 };
@@ -102,13 +99,7 @@ async fn logout(
             return Ok(StatusCode::NO_CONTENT);
         }
     }
-    let token = match bearer_token(&headers) {
-        Bearer::Missing => return Err(ApiError::Unauthorized(AuthFailure::Missing).into()),
-        Bearer::Malformed => {
-            return Err(ApiError::Unauthorized(AuthFailure::InvalidToken(MALFORMED)).into())
-        }
-        Bearer::Token(token) => token,
-    };
+    let token = require_bearer(&headers)?;
     let found = auth.authenticate(token).await?;
     auth.end_session(found.user.id, found.session_id).await?;
     Ok(StatusCode::NO_CONTENT)

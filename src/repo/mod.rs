@@ -99,11 +99,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 impl Db {
     /// Opens a pool for `config.database_url`. A SQLite file is created when missing.
     pub async fn connect(config: &Config) -> RepoResult<Self> {
-        Self::connect_url(config.database_url.expose_secret(), config.backend).await
-    }
-
-    pub async fn connect_url(url: &str, backend: Backend) -> RepoResult<Self> {
-        let db = match backend {
+        let url = config.database_url.expose_secret();
+        let db = match config.backend {
             Backend::Sqlite => {
                 let options = SqliteConnectOptions::from_str(url)?
                     .create_if_missing(true)
