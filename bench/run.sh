@@ -3,13 +3,15 @@
 # SQLite and then on PostgreSQL, drives the black-box harness in ../shared/bench (wrk on
 # core 1) over the same scenarios, measures the physical limits in the same run (axum
 # hello-world ceiling, argon2id verify time) and, when its venv has FastAPI, the tutorial app;
-# then prints each figure as a ratio of its limit.
+# then prints each figure as a ratio of its limit and draws them (plot.svg, bench/plot).
+# The refresh figures come from wrk with bench/refresh.lua (chained tokens), not the harness's
+# Python client, which tops out near 10k req/s.
 #
 #   usage: bench/run.sh [OUTDIR]              (default: target/bench/<UTC time>)
 #   env:   BENCH_DIR   the harness (default ../shared/bench; run its setup.sh once)
 #          BENCH_PG    admin URL of a PostgreSQL where a scratch database may be created
 #                      (default postgres://postgres@127.0.0.1:5432/test; empty skips Postgres)
-#          SCENARIOS   harness scenarios (default "me login register refresh mixed")
+#          SCENARIOS   scenarios (default "me login register refresh mixed")
 #          plus the harness's own knobs (DURATION, WARMUP, POOL, C_ME, ...)
 set -euo pipefail
 
@@ -18,28 +20,22 @@ BENCH=$(cd "${BENCH_DIR:-$ROOT/../shared/bench}" && pwd)
 OUT=${1:-$ROOT/target/bench/$(date -u +%Y%m%dT%H%M%SZ)}
 BENCH_PG=${BENCH_PG-postgres://postgres@127.0.0.1:5432/test}
 export SCENARIOS=${SCENARIOS:-"me login register refresh mixed"}
-PORT=8000
-PY="$BENCH/peers/.venv/bin/python"
+# The harness runs every scenario but refresh, which has its own driver (bench/refresh.lua).
+HARNESS_SCENARIOS=$(for s in $SCENARIOS; do [ "$s" = refresh ] || printf '%s ' "$s"; done)
 
-command -v wrk >/dev/null || { echo "wrk is missing: run $BENCH/setup.sh once" >&2; exit 1; }
-[ -x "$PY" ] || { echo "the harness venv is missing: run $BENCH/setup.sh once" >&2; exit 1; }
-mkdir -p "$OUT"
-: > "$OUT/lines.txt"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 echo "== building authd and the limits (release)"
 cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
 LIMITS_TARGET="$ROOT/target/bench-limits"
 CARGO_TARGET_DIR="$LIMITS_TARGET" cargo build --release --quiet --manifest-path "$BENCH/limits/Cargo.toml"
+cargo build --release --quiet --manifest-path "$ROOT/bench/plot/Cargo.toml" \
+    --target-dir "$ROOT/target/bench-plot"
 
 PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
-
-wait_up() {
-    for _ in $(seq 1 150); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done
-    echo "server at $1 did not come up" >&2
-    return 1
-}
 
 # harness NAME URL PID [VAR=value...]: one harness run, its lines prefixed with NAME.
 harness() {
@@ -63,19 +59,22 @@ TOKEN=$(printf 'x%.0s' $(seq 235)) BENCH_LUA_DIR="$BENCH/lua" \
 kill "${PIDS[-1]}"
 
 run_authd() {
-    local name=$1 url=$2
+    local name=$1 url=$2 base="http://127.0.0.1:$PORT"
     echo "== authd on $name"
-    local dir
-    dir=$(mktemp -d)
-    taskset -c 0 env -C "$dir" DATABASE_URL="$url" AUTHD_ADDR="127.0.0.1:$PORT" \
-        AUTHD_LOGIN_RATE_PER_MIN=0 RUST_LOG=warn "$ROOT/target/release/authd" &
-    PIDS+=($!)
-    local pid=$!
-    wait_up "http://127.0.0.1:$PORT/readyz"
-    harness "authd-$name" "http://127.0.0.1:$PORT" "$pid"
-    kill "$pid"
-    wait "$pid" 2>/dev/null || true
-    rm -rf "$dir"
+    start_authd "$url"
+    PIDS+=("$AUTHD_PID")
+    if [ -n "$HARNESS_SCENARIOS" ]; then
+        harness "authd-$name" "$base" "$AUTHD_PID" SCENARIOS="$HARNESS_SCENARIOS"
+    else # only refresh: the harness's user pool, without its scenarios
+        mkdir -p "$OUT/authd-$name"
+        "$PY" "$BENCH/client.py" setup "$base" "r$RANDOM" "${POOL:-200}" \
+            "$OUT/authd-$name/users.txt" "$OUT/authd-$name/token.txt"
+    fi
+    if [[ " $SCENARIOS " == *" refresh "* ]]; then
+        refresh_load "$base" "$OUT/authd-$name/users.txt" | sed "s/^/server=authd-$name /" \
+            | tee -a "$OUT/lines.txt"
+    fi
+    stop_authd
 }
 
 run_authd sqlite "sqlite://$(mktemp -d)/authd.db"
@@ -88,12 +87,12 @@ if [ -n "$BENCH_PG" ]; then
     psql "$BENCH_PG" -qc "DROP DATABASE $db WITH (FORCE)"
 fi
 
-if "$PY" -c 'import fastapi, passlib, jose' 2>/dev/null; then
+if [ -n "$HARNESS_SCENARIOS" ] && "$PY" -c 'import fastapi, passlib, jose' 2>/dev/null; then
     echo "== the tutorial app (argon2id, same cost)"
     pid=$(PY="$PY" "$BENCH/peers/start_fastapi.sh" main_argon2 8001)
     PIDS+=("$pid")
     wait_up "http://127.0.0.1:8001/docs"
-    harness tutorial "http://127.0.0.1:8001" "$pid" SCENARIOS="${SCENARIOS// refresh/}"
+    harness tutorial "http://127.0.0.1:8001" "$pid" SCENARIOS="$HARNESS_SCENARIOS"
     kill "$pid"
 else
     echo "== the tutorial app: skipped (its venv has no FastAPI; see $BENCH/setup.sh)"
@@ -101,4 +100,5 @@ fi
 
 echo "== ratios"
 "$PY" "$ROOT/bench/ratios.py" "$OUT/lines.txt" "$OUT/crypto.txt" | tee "$OUT/ratios.md"
+"$ROOT/target/bench-plot/release/authd-bench-plot" "$OUT/lines.txt" "$OUT/plot.svg"
 echo "raw output: $OUT"

@@ -173,6 +173,17 @@ impl From<RepoError> for ApiError {
             RepoError::Conflict(field) => ApiError::Conflict(field),
             RepoError::Unavailable(_) => ApiError::Unavailable,
             RepoError::Other(e) => ApiError::Internal(e.into()),
+            RepoError::Shared { unavailable: true } => ApiError::Unavailable,
+            e @ RepoError::Shared { unavailable: false } => ApiError::Internal(e.into()),
+            RepoError::Reader(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) =>
+            {
+                ApiError::Unavailable
+            }
+            RepoError::Reader(e) => ApiError::Internal(e.into()),
         }
     }
 }

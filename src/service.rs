@@ -19,7 +19,7 @@ use crate::{
     config::Config,
     domain::{Email, FullName, Password, PasswordPolicyError, User, Username},
     error::{ApiError, AuthFailure, FieldError},
-    repo::{Db, NewSession, NewUser, RefreshRecord, RepoError, Rotation},
+    repo::{Db, Lookups, NewSession, NewUser, RefreshRecord, RepoError, Rotation},
 };
 
 /// Lifetimes of tokens and sessions.
@@ -121,6 +121,7 @@ pub struct AuthService {
 
 struct Inner {
     db: Db,
+    lookups: Lookups,
     hasher: PasswordHasher,
     keys: TokenKeys,
     derivation_key: DerivationKey,
@@ -149,6 +150,7 @@ impl AuthService {
             .await?;
         Ok(Self {
             inner: Arc::new(Inner {
+                lookups: Lookups::start(db.clone())?,
                 db,
                 hasher,
                 keys,
@@ -331,8 +333,9 @@ impl AuthService {
         let db = &self.inner.db;
         let policy = &self.inner.policy;
         let now = Utc::now();
-        let mut record = db
-            .find_refresh(&hash)
+        let lookups = &self.inner.lookups;
+        let mut record = lookups
+            .find_refresh(db, &hash)
             .await?
             .ok_or(AuthError::InvalidRefreshToken)?;
         // One retry: a lost rotation race re-reads the session and takes the grace path.
@@ -356,8 +359,8 @@ impl AuthService {
                 if db.rotate_refresh(&rotation).await? {
                     return Ok(self.token_pair(record.session(), now, &child, idle_expires_at)?);
                 }
-                record = db
-                    .find_refresh(&hash)
+                record = lookups
+                    .find_refresh(db, &hash)
                     .await?
                     .ok_or(AuthError::InvalidRefreshToken)?;
                 continue;
@@ -395,8 +398,8 @@ impl AuthService {
         let token = RefreshToken::parse(presented).ok_or(AuthError::InvalidRefreshToken)?;
         let record = self
             .inner
-            .db
-            .find_refresh(&token.hash())
+            .lookups
+            .find_refresh(&self.inner.db, &token.hash())
             .await?
             .ok_or(AuthError::InvalidRefreshToken)?;
         if record.revoked_at.is_some() {
@@ -440,7 +443,7 @@ impl AuthService {
             })?;
         let user = self
             .inner
-            .db
+            .lookups
             .session_user(claims.sid, claims.sub)
             .await?
             .ok_or(ApiError::Unauthorized(AuthFailure::InvalidToken(

@@ -7,7 +7,9 @@
 //! (waiting on `busy_timeout`) instead of failing to upgrade a read snapshot.
 
 mod keys;
+mod lookups;
 mod sessions;
+mod sqlite_reader;
 mod throttle;
 mod users;
 
@@ -21,6 +23,7 @@ use sqlx::{
 };
 
 pub use keys::StoredSigningKey;
+pub use lookups::Lookups;
 pub use sessions::{NewSession, RefreshRecord, Rotation};
 pub use users::{Credentials, NewUser};
 
@@ -60,6 +63,12 @@ pub enum RepoError {
     Unavailable(#[source] sqlx::Error),
     #[error(transparent)]
     Other(sqlx::Error),
+    /// A query that several requests shared failed; its cause is logged once, where it failed.
+    #[error("a shared query failed")]
+    Shared { unavailable: bool },
+    /// From a direct SQLite read connection.
+    #[error(transparent)]
+    Reader(rusqlite::Error),
 }
 
 impl From<sqlx::Error> for RepoError {
@@ -111,7 +120,12 @@ impl Db {
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(5));
                 let pool = SqlitePoolOptions::new()
-                    .max_connections(8)
+                    // One connection: SQLite has one writer at a time anyway, and writers queued
+                    // here wait in order instead of sleeping in SQLite's busy handler. The hot
+                    // reads do not use this pool (see `Lookups`).
+                    .max_connections(1)
+                    // A file connection does not go stale; a ping per acquire is a wasted hop.
+                    .test_before_acquire(false)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_with(options)
                     .await?;

@@ -45,32 +45,25 @@ pub struct Rotation<'a> {
 }
 
 impl Db {
-    /// Opens a session and stores its first refresh token, atomically.
+    /// Opens a session and stores its first refresh token: one statement, whose trigger
+    /// records the token in `refresh_tokens`, so both happen or neither.
     pub async fn create_session(&self, s: &NewSession<'_>) -> RepoResult<()> {
         with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
             sqlx::query(
-                "INSERT INTO sessions (id, user_id, generation, created_at, last_used_at, rotated_at, \
-                 idle_expires_at, expires_at, ip, user_agent) VALUES ($1, $2, 0, $3, $3, $3, $4, $5, $6, $7)",
+                "INSERT INTO sessions (id, user_id, generation, token_hash, created_at, last_used_at, rotated_at, \
+                 idle_expires_at, expires_at, ip, user_agent) VALUES ($1, $2, 0, $3, $4, $4, $4, $5, $6, $7, $8)",
             )
             .bind(s.id)
             .bind(s.user_id)
+            .bind(s.token_hash)
             .bind(s.now)
             .bind(s.idle_expires_at)
             .bind(s.expires_at)
             .bind(s.ip)
             .bind(s.user_agent)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO refresh_tokens (token_hash, session_id, generation, issued_at) VALUES ($1, $2, 0, $3)",
-            )
-            .bind(s.token_hash)
-            .bind(s.id)
-            .bind(s.now)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await
+            .execute(pool)
+            .await
+            .map(|_| ())
         })?;
         Ok(())
     }
@@ -92,36 +85,24 @@ impl Db {
 
     /// Rotates a session's refresh token if, and only if, its current generation is still
     /// `from_generation` and it is not revoked: a single conditional update, so of many
-    /// concurrent rotations of one token exactly one wins. Returns whether this one did.
+    /// concurrent rotations of one token exactly one wins. Its trigger records the new token
+    /// in `refresh_tokens` within the same statement. Returns whether this rotation won.
     pub async fn rotate_refresh(&self, r: &Rotation<'_>) -> RepoResult<bool> {
-        let won = with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let updated = sqlx::query(
-                "UPDATE sessions SET generation = generation + 1, rotated_at = $1, last_used_at = $1, \
-                 idle_expires_at = $2 WHERE id = $3 AND generation = $4 AND revoked_at IS NULL",
+        let updated = with_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE sessions SET generation = generation + 1, token_hash = $1, rotated_at = $2, \
+                 last_used_at = $2, idle_expires_at = $3 WHERE id = $4 AND generation = $5 AND revoked_at IS NULL",
             )
+            .bind(r.new_token_hash)
             .bind(r.now)
             .bind(r.idle_expires_at)
             .bind(r.session_id)
             .bind(r.from_generation)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if updated == 1 {
-                sqlx::query(
-                    "INSERT INTO refresh_tokens (token_hash, session_id, generation, issued_at) VALUES ($1, $2, $3, $4)",
-                )
-                .bind(r.new_token_hash)
-                .bind(r.session_id)
-                .bind(r.from_generation + 1)
-                .bind(r.now)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-            }
-            Ok::<_, sqlx::Error>(updated == 1)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
         })?;
-        Ok(won)
+        Ok(updated == 1)
     }
 
     /// Ends one session. Returns false when it was already ended (or never existed).
@@ -164,20 +145,46 @@ impl Db {
         Ok(n)
     }
 
-    /// The user behind an access token, if its session is still live and the account enabled.
-    /// This is the per-request revocation check: one primary-key lookup and one join.
-    pub async fn session_user(&self, session_id: Uuid, user_id: Uuid) -> RepoResult<Option<User>> {
-        let found = with_pool!(self, pool => {
-            sqlx::query_as::<_, User>(
-                "SELECT u.id, u.username, u.email, u.full_name, u.created_at FROM sessions s \
-                 JOIN users u ON u.id = s.user_id \
-                 WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND u.disabled_at IS NULL",
-            )
-            .bind(session_id)
-            .bind(user_id)
-            .fetch_optional(pool)
-            .await
+    /// The users behind `session_ids` whose session is live and whose account is enabled,
+    /// keyed by session id with the session's owner: the per-request revocation check,
+    /// for many requests at once (see [`super::Lookups`]).
+    pub async fn session_users(
+        &self,
+        session_ids: &[Uuid],
+    ) -> RepoResult<Vec<(Uuid, (Uuid, User))>> {
+        if session_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = String::from(
+            "SELECT s.id AS session_id, u.id, u.username, u.email, u.full_name, u.created_at FROM sessions s \
+             JOIN users u ON u.id = s.user_id \
+             WHERE s.revoked_at IS NULL AND u.disabled_at IS NULL AND s.id IN (",
+        );
+        for n in 1..=session_ids.len() {
+            if n > 1 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&n.to_string());
+        }
+        sql.push(')');
+        let rows = with_pool!(self, pool => {
+            let mut query = sqlx::query_as::<_, SessionUser>(&sql);
+            for id in session_ids {
+                query = query.bind(id);
+            }
+            query.fetch_all(pool).await
         })?;
-        Ok(found)
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.session_id, (r.user.id, r.user)))
+            .collect())
     }
+}
+
+#[derive(sqlx::FromRow)]
+struct SessionUser {
+    session_id: Uuid,
+    #[sqlx(flatten)]
+    user: User,
 }

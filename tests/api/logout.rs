@@ -144,3 +144,37 @@ async fn revocation_reaches_every_replica_on_the_same_database() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn concurrent_checks_each_get_their_own_sessions_answer() {
+    // Many checks in flight at once share database queries (batched on Postgres); each must
+    // still get the answer for its own session and user, live or ended.
+    let app = spawn_app().await;
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let (name, pair) = app.new_session().await;
+        let (access, _) = tokens(&pair);
+        let ended = tokens(&app.login(&name, PASSWORD).await).0;
+        assert_eq!(
+            app.logout_bearer(&ended).await.status(),
+            StatusCode::NO_CONTENT
+        );
+        sessions.push((name.clone(), access, true));
+        sessions.push((name, ended, false));
+    }
+    let checks = (0..60).map(|i| {
+        let (name, access, live) = &sessions[i % sessions.len()];
+        let app = &app;
+        async move {
+            let r = app.me(access).await;
+            if *live {
+                assert_eq!(r.status(), StatusCode::OK);
+                let body: Value = r.json().await.unwrap();
+                assert_eq!(body["username"], json!(name));
+            } else {
+                assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+            }
+        }
+    });
+    futures::future::join_all(checks).await;
+}

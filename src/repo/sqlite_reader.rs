@@ -1,0 +1,137 @@
+//! Direct read connections to the SQLite file, for the per-request session check.
+//!
+//! sqlx runs each SQLite connection on its own thread, so every query is a hand-off to that
+//! thread and back: two context switches that cost far more than the primary-key lookup
+//! itself. The session check runs on every authenticated request, so it instead uses these
+//! plain connections on the calling thread. In WAL mode a reader never waits for a writer,
+//! each statement sees every transaction committed before it started, and the lookup takes
+//! microseconds. The connections are `query_only`: every write still goes through sqlx.
+
+use std::{
+    path::Path,
+    sync::{Mutex, MutexGuard, PoisonError},
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{types::Type, Connection, OpenFlags, OptionalExtension, Row};
+use uuid::Uuid;
+
+use super::RefreshRecord;
+use crate::domain::User;
+
+/// How long a read waits on a lock. WAL readers wait only in rare cases (e.g. while another
+/// process recovers the WAL index), and the wait holds a runtime thread, so it is kept short.
+const BUSY_TIMEOUT: Duration = Duration::from_millis(250);
+
+const SESSION_USER: &str =
+    "SELECT u.id, u.username, u.email, u.full_name, u.created_at FROM sessions s \
+     JOIN users u ON u.id = s.user_id \
+     WHERE s.id = ?1 AND s.user_id = ?2 AND s.revoked_at IS NULL AND u.disabled_at IS NULL";
+
+const FIND_REFRESH: &str =
+    "SELECT t.session_id, t.generation, s.generation, s.user_id, u.username, \
+     s.rotated_at, s.idle_expires_at, s.expires_at, s.revoked_at, u.disabled_at \
+     FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id \
+     WHERE t.token_hash = ?1";
+
+pub struct SqliteReaders {
+    connections: Vec<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteReaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteReaders")
+            .field("connections", &self.connections.len())
+            .finish()
+    }
+}
+
+impl SqliteReaders {
+    /// Opens `count` read connections to the existing database file at `path`.
+    pub fn open(path: &Path, count: usize) -> rusqlite::Result<Self> {
+        let connections = (0..count.max(1))
+            .map(|_| {
+                let conn = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                conn.busy_timeout(BUSY_TIMEOUT)?;
+                conn.pragma_update(None, "query_only", true)?;
+                Ok(Mutex::new(conn))
+            })
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(Self { connections })
+    }
+
+    /// A free connection if there is one, else waits for the first (each is held only for
+    /// one lookup, so the wait is microseconds).
+    fn connection(&self) -> MutexGuard<'_, Connection> {
+        self.connections
+            .iter()
+            .find_map(|c| c.try_lock().ok())
+            .unwrap_or_else(|| {
+                self.connections[0]
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+            })
+    }
+
+    /// The user behind a session, if the session is live, belongs to `user_id`, and the
+    /// account is enabled.
+    pub fn session_user(&self, session_id: Uuid, user_id: Uuid) -> rusqlite::Result<Option<User>> {
+        let conn = self.connection();
+        let mut statement = conn.prepare_cached(SESSION_USER)?;
+        statement
+            .query_row((session_id, user_id), |row| {
+                Ok(User {
+                    id: row.get(0)?,
+                    username: row.get(1)?,
+                    email: row.get(2)?,
+                    full_name: row.get(3)?,
+                    created_at: time(row, 4)?,
+                })
+            })
+            .optional()
+    }
+
+    /// A presented refresh token, by hash, with the state of its session and user.
+    pub fn find_refresh(&self, token_hash: &[u8]) -> rusqlite::Result<Option<RefreshRecord>> {
+        let conn = self.connection();
+        let mut statement = conn.prepare_cached(FIND_REFRESH)?;
+        statement
+            .query_row([token_hash], |row| {
+                Ok(RefreshRecord {
+                    session_id: row.get(0)?,
+                    token_generation: row.get(1)?,
+                    current_generation: row.get(2)?,
+                    user_id: row.get(3)?,
+                    username: row.get(4)?,
+                    rotated_at: time(row, 5)?,
+                    idle_expires_at: time(row, 6)?,
+                    expires_at: time(row, 7)?,
+                    revoked_at: optional_time(row, 8)?,
+                    disabled_at: optional_time(row, 9)?,
+                })
+            })
+            .optional()
+    }
+}
+
+/// A time column as sqlx writes it on SQLite: RFC 3339 text.
+fn time(row: &Row<'_>, i: usize) -> rusqlite::Result<DateTime<Utc>> {
+    optional_time(row, i)?.ok_or(rusqlite::Error::InvalidColumnType(
+        i,
+        "time".to_owned(),
+        Type::Null,
+    ))
+}
+
+fn optional_time(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    let Some(text) = row.get::<_, Option<String>>(i)? else {
+        return Ok(None);
+    };
+    DateTime::parse_from_rfc3339(&text)
+        .map(|at| Some(at.with_timezone(&Utc)))
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, Box::new(e)))
+}
