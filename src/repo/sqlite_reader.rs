@@ -24,6 +24,9 @@ use crate::domain::User;
 /// process recovers the WAL index), and the wait holds a runtime thread, so it is kept short.
 const BUSY_TIMEOUT: Duration = Duration::from_millis(250);
 
+/// How much of the database file the readers map into memory.
+const MMAP_BYTES: i64 = 256 * 1024 * 1024;
+
 const SESSION_USER: &str =
     "SELECT u.id, u.username, u.email, u.full_name, u.created_at FROM sessions s \
      JOIN users u ON u.id = s.user_id \
@@ -58,6 +61,9 @@ impl SqliteReaders {
                 )?;
                 conn.busy_timeout(BUSY_TIMEOUT)?;
                 conn.pragma_update(None, "query_only", true)?;
+                // Pages read through a memory map instead of a read() each: every commit by
+                // another connection empties this connection's page cache.
+                conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
                 Ok(Mutex::new(conn))
             })
             .collect::<rusqlite::Result<_>>()?;
