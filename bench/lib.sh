@@ -40,8 +40,9 @@ refresh_tokens() {
     : > "$file"
     for i in $(seq 0 $((n - 1))); do
         read -r user password <<< "${users[$((i % ${#users[@]}))]}"
-        curl -sf -X POST "$base/token" --data-urlencode "username=$user" \
-            --data-urlencode "password=$password" \
+        # (the body has no final newline: echo one, or sed would not end the line)
+        { curl -sf -X POST "$base/token" --data-urlencode "username=$user" \
+            --data-urlencode "password=$password"; echo; } \
             | sed -n 's/.*"refresh_token":"\([^"]*\)".*/\1/p' >> "$file"
     done
 }
@@ -53,6 +54,8 @@ refresh_load() {
     chains=$((conns * 4))
     refresh_tokens "$base" "$2" "$chains" "$OUT/refresh.warmup.tokens"
     refresh_tokens "$base" "$2" "$chains" "$OUT/refresh.tokens"
+    [ "$(wc -l < "$OUT/refresh.tokens")" -eq "$chains" ] \
+        || { echo "could not log in $chains times for the refresh chains" >&2; return 1; }
     REFRESH_TOKENS_FILE="$OUT/refresh.warmup.tokens" BENCH_LUA_DIR="$BENCH/lua" taskset -c 1 \
         wrk -t1 -c"$conns" -d"${WARMUP:-3}s" -s "$ROOT/bench/refresh.lua" "$base" > /dev/null
     REFRESH_TOKENS_FILE="$OUT/refresh.tokens" BENCH_LUA_DIR="$BENCH/lua" taskset -c 1 \

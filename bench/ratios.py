@@ -17,19 +17,22 @@ def parse(path):
 def main():
     rows = parse(sys.argv[1])
     crypto = open(sys.argv[2]).read()
-    verify_ms = float(re.search(r"argon2id_verify_ms median=([\d.]+)", crypto).group(1))
+    # Measured before and after authd, like the hello-world ceiling: the faster run counts.
+    verify_ms = min(float(v) for v in re.findall(r"argon2id_verify_ms median=([\d.]+)", crypto))
     login_ceiling = 1000.0 / verify_ms
-    hello = float(rows.get(("hello", "me"), {}).get("rps", "nan"))
+    # The hello-world ceiling is measured before and after authd; the higher figure counts.
+    hellos = [float(f["rps"]) for (server, _), f in rows.items() if server.startswith("hello")]
+    hello = max(hellos, default=float("nan"))
 
     def rps(server, scenario):
         return float(rows.get((server, scenario), {}).get("rps", "nan"))
 
-    print(f"limits: hello-world {hello:,.0f} req/s; argon2id verify {verify_ms} ms "
+    print(f"limits: hello-world {hello:,.0f} req/s (best of {len(hellos)}); argon2id verify {verify_ms} ms "
           f"=> {login_ceiling:.1f} logins/s on one core\n")
     print("| server | scenario | req/s | p99 ms | ratio | of |")
     print("|---|---|---:|---:|---:|---|")
     for (server, scenario), f in sorted(rows.items()):
-        if server == "hello":
+        if server.startswith("hello"):
             continue
         value = float(f["rps"])
         if scenario in ("me", "mixed_me"):
