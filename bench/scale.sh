@@ -63,7 +63,8 @@ measure() {
     echo "== $name"
     start_authd "$url"
     curl -sf -o /dev/null -X POST "$BASE/users/" -H 'Content-Type: application/json' \
-        -d '{"username":"template","password":"seed template password 1"}'
+        -d '{"username":"template","password":"violet-harbour-quietly-48"}' \
+        || { echo "could not create the template account" >&2; return 1; }
     stop_authd
     local t0=$SECONDS
     "$@"

@@ -107,7 +107,8 @@ where
     DB::ErrorType: 'static,
 {
     let values: Vec<f64> = figures.values().map(&value).filter(|v| *v > 0.0).collect();
-    let max = values.iter().cloned().fold(1.0, f64::max) * 2.0;
+    // A decade of headroom above the tallest bar keeps the legend clear of the bars.
+    let max = values.iter().cloned().fold(1.0, f64::max) * 20.0;
     let min = values.iter().cloned().fold(max, f64::min).min(1.0) / 2.0;
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 20))
