@@ -335,7 +335,7 @@ impl AuthService {
         let now = Utc::now();
         let lookups = &self.inner.lookups;
         let mut record = lookups
-            .find_refresh(db, &hash)
+            .find_refresh(&hash)
             .await?
             .ok_or(AuthError::InvalidRefreshToken)?;
         // One retry: a lost rotation race re-reads the session and takes the grace path.
@@ -360,7 +360,7 @@ impl AuthService {
                     return Ok(self.token_pair(record.session(), now, &child, idle_expires_at)?);
                 }
                 record = lookups
-                    .find_refresh(db, &hash)
+                    .find_refresh(&hash)
                     .await?
                     .ok_or(AuthError::InvalidRefreshToken)?;
                 continue;
@@ -399,7 +399,7 @@ impl AuthService {
         let record = self
             .inner
             .lookups
-            .find_refresh(&self.inner.db, &token.hash())
+            .find_refresh(&token.hash())
             .await?
             .ok_or(AuthError::InvalidRefreshToken)?;
         if record.revoked_at.is_some() {

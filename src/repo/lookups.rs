@@ -40,7 +40,7 @@ pub struct Check {
 #[derive(Clone, Debug)]
 pub enum Lookups {
     Inline(Arc<SqliteReaders>),
-    Batched(mpsc::Sender<Check>),
+    Batched { db: Db, queue: mpsc::Sender<Check> },
 }
 
 impl Lookups {
@@ -57,19 +57,15 @@ impl Lookups {
             }
         }
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(dispatch(db, rx));
-        Ok(Self::Batched(queue))
+        tokio::spawn(dispatch(db.clone(), rx));
+        Ok(Self::Batched { db, queue })
     }
 
     /// A presented refresh token, by hash, with the state of its session and user.
-    pub async fn find_refresh(
-        &self,
-        db: &Db,
-        token_hash: &[u8],
-    ) -> RepoResult<Option<RefreshRecord>> {
+    pub async fn find_refresh(&self, token_hash: &[u8]) -> RepoResult<Option<RefreshRecord>> {
         match self {
             Self::Inline(readers) => readers.find_refresh(token_hash).map_err(RepoError::Reader),
-            Self::Batched(_) => db.find_refresh(token_hash).await,
+            Self::Batched { db, .. } => db.find_refresh(token_hash).await,
         }
     }
 
@@ -82,7 +78,7 @@ impl Lookups {
                     .session_user(session_id, user_id)
                     .map_err(RepoError::Reader)
             }
-            Self::Batched(queue) => queue,
+            Self::Batched { queue, .. } => queue,
         };
         let (reply, answer) = oneshot::channel();
         let check = Check {

@@ -44,6 +44,14 @@ pub struct Rotation<'a> {
     pub idle_expires_at: DateTime<Utc>,
 }
 
+/// A refresh token by hash, with its session and user: [`RefreshRecord`]'s fields, in order
+/// (sqlx reads them by name, the SQLite readers by position).
+pub(super) const FIND_REFRESH: &str =
+    "SELECT t.session_id, t.generation AS token_generation, s.generation AS current_generation, \
+     s.user_id, u.username, s.rotated_at, s.idle_expires_at, s.expires_at, s.revoked_at, u.disabled_at \
+     FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id \
+     WHERE t.token_hash = $1";
+
 impl Db {
     /// Opens a session and stores its first refresh token: one statement, whose trigger
     /// records the token in `refresh_tokens`, so both happen or neither.
@@ -70,12 +78,7 @@ impl Db {
 
     pub async fn find_refresh(&self, token_hash: &[u8]) -> RepoResult<Option<RefreshRecord>> {
         let found = with_pool!(self, pool => {
-            sqlx::query_as::<_, RefreshRecord>(
-                "SELECT t.session_id, t.generation AS token_generation, s.generation AS current_generation, \
-                 s.user_id, u.username, s.rotated_at, s.idle_expires_at, s.expires_at, s.revoked_at, u.disabled_at \
-                 FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id \
-                 WHERE t.token_hash = $1",
-            )
+            sqlx::query_as::<_, RefreshRecord>(FIND_REFRESH)
             .bind(token_hash)
             .fetch_optional(pool)
             .await

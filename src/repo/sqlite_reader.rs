@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{types::Type, Connection, OpenFlags, OptionalExtension, Row};
 use uuid::Uuid;
 
-use super::RefreshRecord;
+use super::{sessions::FIND_REFRESH, RefreshRecord};
 use crate::domain::User;
 
 /// How long a read waits on a lock. WAL readers wait only in rare cases (e.g. while another
@@ -31,12 +31,6 @@ const SESSION_USER: &str =
     "SELECT u.id, u.username, u.email, u.full_name, u.created_at FROM sessions s \
      JOIN users u ON u.id = s.user_id \
      WHERE s.id = ?1 AND s.user_id = ?2 AND s.revoked_at IS NULL AND u.disabled_at IS NULL";
-
-const FIND_REFRESH: &str =
-    "SELECT t.session_id, t.generation, s.generation, s.user_id, u.username, \
-     s.rotated_at, s.idle_expires_at, s.expires_at, s.revoked_at, u.disabled_at \
-     FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id \
-     WHERE t.token_hash = ?1";
 
 pub struct SqliteReaders {
     connections: Vec<Mutex<Connection>>,
