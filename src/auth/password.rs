@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
+use std::cell::RefCell;
+
 use argon2::{
-    password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString},
-    Algorithm, Argon2, Params, Version,
+    password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString},
+    Algorithm, Argon2, Block, Params, Version,
 };
 use rand::rngs::OsRng;
 use secrecy::{ExposeSecret, SecretString};
@@ -88,13 +90,12 @@ impl PasswordHasher {
         password: SecretString,
         stored: Option<String>,
     ) -> Result<Verdict, PoolError> {
-        let argon2 = self.argon2.clone();
         let dummy = self.dummy_hash.clone();
         self.pool
             .run(move || match &stored {
-                Some(phc) => verify_with(&argon2, password.expose_secret(), phc),
+                Some(phc) => verify_with(password.expose_secret(), phc),
                 None => {
-                    let _ = verify_with(&argon2, password.expose_secret(), &dummy);
+                    let _ = verify_with(password.expose_secret(), &dummy);
                     Verdict::Mismatch
                 }
             })
@@ -102,22 +103,85 @@ impl PasswordHasher {
     }
 }
 
-fn hash_with(argon2: &Argon2<'_>, password: &str) -> String {
-    let salt = SaltString::generate(&mut OsRng);
-    argon2
-        .hash_password(password.as_bytes(), &salt)
-        .expect("argon2 hashing cannot fail for in-range parameters")
-        .to_string()
+thread_local! {
+    /// The argon2 memory of this thread, kept between jobs. A fresh 19 MiB buffer per hash
+    /// costs ~1 ms to zero (and page faults on first touch); argon2 overwrites every block it
+    /// uses, so reusing the buffer changes no result.
+    static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
 }
 
-fn verify_with(argon2: &Argon2<'_>, password: &str, phc: &str) -> Verdict {
+/// Blocks worth keeping per thread: what the current parameters use. A stored hash made
+/// with more memory gets a buffer of its own, freed after use.
+const KEPT_BLOCKS: usize = M_COST_KIB as usize;
+
+/// Computes the raw argon2 output for `password` and `salt` into `out`.
+fn compute(
+    argon2: &Argon2<'_>,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> argon2::Result<()> {
+    let blocks = argon2.params().block_count();
+    if blocks > KEPT_BLOCKS {
+        return argon2.hash_password_into(password, salt, out);
+    }
+    MEMORY.with_borrow_mut(|memory| {
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::default());
+        }
+        argon2.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
+    })
+}
+
+fn hash_with(argon2: &Argon2<'_>, password: &str) -> String {
+    let salt = SaltString::generate(&mut OsRng);
+    let mut salt_bytes = [0u8; Salt::MAX_LENGTH];
+    let salt_bytes = salt
+        .decode_b64(&mut salt_bytes)
+        .expect("a generated salt decodes");
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    compute(argon2, password.as_bytes(), salt_bytes, &mut out)
+        .expect("argon2 hashing cannot fail for in-range parameters");
+    PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(argon2.params()).expect("parameters encode"),
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).expect("a 32-byte output is valid")),
+    }
+    .to_string()
+}
+
+/// Checks `password` against a PHC string with the parameters, algorithm and version it
+/// names (as `PasswordVerifier` does, on this thread's kept memory).
+fn matches(password: &str, parsed: &PasswordHash<'_>) -> Option<bool> {
+    let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
+    let version = match parsed.version {
+        Some(v) => Version::try_from(v).ok()?,
+        None => Version::default(),
+    };
+    let params = Params::try_from(parsed).ok()?;
+    let expected = parsed.hash?;
+    let mut salt = [0u8; Salt::MAX_LENGTH];
+    let salt = parsed.salt?.decode_b64(&mut salt).ok()?;
+    let mut out = [0u8; Output::MAX_LENGTH];
+    let out = &mut out[..expected.len()];
+    compute(
+        &Argon2::new(algorithm, version, params),
+        password.as_bytes(),
+        salt,
+        out,
+    )
+    .ok()?;
+    // `Output`'s equality is constant-time.
+    Some(Output::new(out).ok()? == expected)
+}
+
+fn verify_with(password: &str, phc: &str) -> Verdict {
     let Ok(parsed) = PasswordHash::new(phc) else {
         return Verdict::Mismatch;
     };
-    if argon2
-        .verify_password(password.as_bytes(), &parsed)
-        .is_err()
-    {
+    if matches(password, &parsed) != Some(true) {
         return Verdict::Mismatch;
     }
     let current = Params::try_from(&parsed).ok();
@@ -175,14 +239,57 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn weaker_parameters_ask_for_a_rehash() {
-        let weak = Argon2::new(
+    /// A PHC string made by the argon2 crate's own hasher, as another program would store it.
+    fn reference_hash(algorithm: Algorithm, m_cost: u32, password: &str) -> String {
+        use argon2::password_hash::PasswordHasher as _;
+        let argon2 = Argon2::new(
+            algorithm,
+            Version::V0x13,
+            Params::new(m_cost, 1, 1, None).unwrap(),
+        );
+        argon2
+            .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn own_hashes_verify_with_the_reference_verifier() {
+        use argon2::password_hash::PasswordVerifier as _;
+        let argon2 = Argon2::new(
             Algorithm::Argon2id,
             Version::V0x13,
-            Params::new(8, 1, 1, None).unwrap(),
+            Params::new(M_COST_KIB, T_COST, P_COST, None).unwrap(),
         );
-        let phc = hash_with(&weak, "pw-123456");
+        // Twice on one thread: the second hash runs on the kept memory of the first.
+        for password in ["first-password", "second-password"] {
+            let phc = hash_with(&argon2, password);
+            let parsed = PasswordHash::new(&phc).unwrap();
+            assert!(argon2.verify_password(password.as_bytes(), &parsed).is_ok());
+            assert!(argon2.verify_password(b"other", &parsed).is_err());
+        }
+    }
+
+    #[test]
+    fn reference_hashes_of_any_memory_size_verify() {
+        // Less memory than kept, then more (a buffer of its own), then argon2i.
+        for (algorithm, m_cost) in [
+            (Algorithm::Argon2id, 64),
+            (Algorithm::Argon2id, M_COST_KIB * 2),
+            (Algorithm::Argon2i, 64),
+        ] {
+            let phc = reference_hash(algorithm, m_cost, "pw-123456");
+            assert!(
+                matches!(verify_with("pw-123456", &phc), Verdict::Match { .. }),
+                "{phc}"
+            );
+            assert_eq!(verify_with("pw-1234567", &phc), Verdict::Mismatch, "{phc}");
+        }
+    }
+
+    #[tokio::test]
+    async fn weaker_parameters_ask_for_a_rehash() {
+        let phc = reference_hash(Algorithm::Argon2id, 8, "pw-123456");
         let hasher = PasswordHasher::new(1).unwrap();
         assert_eq!(
             hasher.verify(secret("pw-123456"), Some(phc)).await.unwrap(),
