@@ -19,7 +19,7 @@ use crate::{
     config::Config,
     domain::{Email, FullName, Password, PasswordPolicyError, User, Username},
     error::{ApiError, AuthFailure, FieldError},
-    repo::{Db, Lookups, NewSession, NewUser, RefreshRecord, RepoError, Rotation},
+    repo::{Db, Lookups, NewSession, NewUser, RefreshRecord, RepoError, Rotation, Rotations},
 };
 
 /// Lifetimes of tokens and sessions.
@@ -122,6 +122,7 @@ pub struct AuthService {
 struct Inner {
     db: Db,
     lookups: Lookups,
+    rotations: Rotations,
     hasher: PasswordHasher,
     keys: TokenKeys,
     derivation_key: DerivationKey,
@@ -151,6 +152,7 @@ impl AuthService {
         Ok(Self {
             inner: Arc::new(Inner {
                 lookups: Lookups::start(db.clone())?,
+                rotations: Rotations::start(db.clone()),
                 db,
                 hasher,
                 keys,
@@ -352,11 +354,11 @@ impl AuthService {
                 let rotation = Rotation {
                     session_id: record.session_id,
                     from_generation: record.token_generation,
-                    new_token_hash: &child.hash(),
+                    new_token_hash: child.hash(),
                     now,
                     idle_expires_at,
                 };
-                if db.rotate_refresh(&rotation).await? {
+                if self.inner.rotations.rotate(rotation).await? {
                     return Ok(self.token_pair(record.session(), now, &child, idle_expires_at)?);
                 }
                 record = lookups

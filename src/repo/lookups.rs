@@ -5,28 +5,25 @@
 //! makes each request pay a full round trip: on SQLite a hand-off to the connection's thread
 //! and back, which costs far more than the lookup itself. So:
 //!
-//! - On a SQLite file, both reads run on the calling thread through [`SqliteReaders`].
-//! - Otherwise (PostgreSQL), requests queue their session check and a dispatcher sends
-//!   whatever has queued as one `WHERE id IN (...)` query. A check is only ever answered by a
-//!   query started after it was queued, so the guarantee is unchanged: an idle server sends a
-//!   batch of one at once; a busy one sends fewer, larger queries.
+//! - Session checks are grouped ([`batch`]): concurrent requests share one read. On a SQLite
+//!   file it is one read transaction on a direct connection ([`SqliteReaders`]), run on the
+//!   runtime thread, so the WAL-index lock is taken once per group instead of once per
+//!   request; on PostgreSQL it is one `WHERE id IN (...)` query. A check is only ever answered
+//!   by a read started after it was queued, so the guarantee is unchanged.
+//! - The refresh-token lookup runs on the calling thread through the direct readers on a
+//!   SQLite file, and as a pooled query on PostgreSQL.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc};
 
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{sqlite_reader::SqliteReaders, Db, RefreshRecord, RepoError, RepoResult};
+use super::{batch, sqlite_reader::SqliteReaders, Db, RefreshRecord, RepoError, RepoResult};
 use crate::domain::User;
 
-/// The most checks one query carries.
-const MAX_BATCH: usize = 64;
-/// Queries in flight at once; further checks queue meanwhile and form the next batch.
+/// Session-check queries in flight at once; further checks queue meanwhile and form the
+/// next batch.
 const IN_FLIGHT: usize = 2;
-/// Checks waiting for a query; beyond this a request waits to queue (back-pressure).
-const QUEUE: usize = 4096;
-/// A query that takes longer fails its checks as "unavailable" (e.g. a silent network).
-const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Reply = oneshot::Sender<RepoResult<Option<User>>>;
 
@@ -36,57 +33,68 @@ pub struct Check {
     reply: Reply,
 }
 
-/// The session check; cheap to clone. A dispatcher ends with the last handle.
+/// The hot-path reads; cheap to clone. The check dispatcher ends with the last handle.
 #[derive(Clone, Debug)]
-pub enum Lookups {
-    Inline(Arc<SqliteReaders>),
-    Batched { db: Db, queue: mpsc::Sender<Check> },
+pub struct Lookups {
+    db: Db,
+    /// Direct read connections, when the database is a SQLite file.
+    readers: Option<Arc<SqliteReaders>>,
+    checks: mpsc::Sender<Check>,
 }
 
 impl Lookups {
-    /// Opens direct readers on a SQLite file; otherwise starts a dispatcher on the current
-    /// Tokio runtime.
+    /// Opens direct readers on a SQLite file, and starts the session-check dispatcher on the
+    /// current Tokio runtime.
     pub fn start(db: Db) -> Result<Self, RepoError> {
+        let mut readers = None;
         if let Db::Sqlite(pool) = &db {
             let path = pool.connect_options().get_filename().to_path_buf();
             // An in-memory database has no file to open a second connection to.
             if path.is_file() {
                 let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-                let readers = SqliteReaders::open(&path, threads).map_err(RepoError::Reader)?;
-                return Ok(Self::Inline(Arc::new(readers)));
+                let opened = SqliteReaders::open(&path, threads).map_err(RepoError::Reader)?;
+                readers = Some(Arc::new(opened));
             }
         }
-        let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(dispatch(db.clone(), rx));
-        Ok(Self::Batched { db, queue })
+        let checks = match &readers {
+            // The reads take microseconds on the dispatcher's own thread: one group at a time.
+            Some(readers) => {
+                let readers = readers.clone();
+                batch::start(1, move |checks| {
+                    answer_inline(&readers, checks);
+                    std::future::ready(())
+                })
+            }
+            None => {
+                let db = db.clone();
+                batch::start(IN_FLIGHT, move |checks| answer(db.clone(), checks))
+            }
+        };
+        Ok(Self {
+            db,
+            readers,
+            checks,
+        })
     }
 
     /// A presented refresh token, by hash, with the state of its session and user.
     pub async fn find_refresh(&self, token_hash: &[u8]) -> RepoResult<Option<RefreshRecord>> {
-        match self {
-            Self::Inline(readers) => readers.find_refresh(token_hash).map_err(RepoError::Reader),
-            Self::Batched { db, .. } => db.find_refresh(token_hash).await,
+        match &self.readers {
+            Some(readers) => readers.find_refresh(token_hash).map_err(RepoError::Reader),
+            None => self.db.find_refresh(token_hash).await,
         }
     }
 
     /// The user behind a session, if the session is live, belongs to `user_id`, and the
     /// account is enabled.
     pub async fn session_user(&self, session_id: Uuid, user_id: Uuid) -> RepoResult<Option<User>> {
-        let queue = match self {
-            Self::Inline(readers) => {
-                return readers
-                    .session_user(session_id, user_id)
-                    .map_err(RepoError::Reader)
-            }
-            Self::Batched { queue, .. } => queue,
-        };
         let (reply, answer) = oneshot::channel();
         let check = Check {
             session_id,
             user_id,
             reply,
         };
-        queue
+        self.checks
             .send(check)
             .await
             .map_err(|_| RepoError::Shared { unavailable: false })?;
@@ -96,38 +104,30 @@ impl Lookups {
     }
 }
 
-async fn dispatch(db: Db, mut rx: mpsc::Receiver<Check>) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        // Everything queued now goes into this query; later checks wait for the next one.
-        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
-            return;
+/// A group of checks on the direct SQLite readers, in one read transaction.
+fn answer_inline(readers: &SqliteReaders, checks: Vec<Check>) {
+    let keys: Vec<(Uuid, Uuid)> = checks.iter().map(|c| (c.session_id, c.user_id)).collect();
+    match readers.session_users(&keys) {
+        Ok(users) => {
+            for (check, user) in checks.into_iter().zip(users) {
+                let _ = check.reply.send(Ok(user));
+            }
         }
-        let checks = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
-        let db = db.clone();
-        tokio::spawn(async move {
-            answer(&db, checks).await;
-            drop(slot);
-        });
+        Err(err) => {
+            let failure =
+                batch::shared_failure(&RepoError::Reader(err), "session check", checks.len());
+            for check in checks {
+                let _ = check.reply.send(Err(failure()));
+            }
+        }
     }
 }
 
-async fn answer(db: &Db, checks: Vec<Check>) {
+async fn answer(db: Db, checks: Vec<Check>) {
     let mut ids: Vec<Uuid> = checks.iter().map(|c| c.session_id).collect();
     ids.sort_unstable();
     ids.dedup();
-    let found = match tokio::time::timeout(QUERY_TIMEOUT, db.session_users(&ids)).await {
-        Ok(found) => found,
-        Err(_) => {
-            tracing::warn!(checks = checks.len(), "session check timed out");
-            Err(RepoError::Shared { unavailable: true })
-        }
-    };
-    match found {
+    match batch::with_timeout(db.session_users(&ids)).await {
         Ok(rows) => {
             let by_session: HashMap<Uuid, (Uuid, User)> = rows.into_iter().collect();
             for check in checks {
@@ -139,17 +139,9 @@ async fn answer(db: &Db, checks: Vec<Check>) {
             }
         }
         Err(err) => {
-            // The error is not `Clone`: log it once here, and answer each check with its kind.
-            let unavailable = match &err {
-                RepoError::Unavailable(_) => true,
-                RepoError::Shared { unavailable } => *unavailable,
-                _ => false,
-            };
-            if !unavailable {
-                tracing::error!(error = ?err, "session check failed");
-            }
+            let failure = batch::shared_failure(&err, "session check", checks.len());
             for check in checks {
-                let _ = check.reply.send(Err(RepoError::Shared { unavailable }));
+                let _ = check.reply.send(Err(failure()));
             }
         }
     }

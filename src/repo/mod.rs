@@ -6,8 +6,10 @@
 //! Write transactions start with a write statement, so SQLite takes its write lock at once
 //! (waiting on `busy_timeout`) instead of failing to upgrade a read snapshot.
 
+mod batch;
 mod keys;
 mod lookups;
+mod rotations;
 mod sessions;
 mod sqlite_reader;
 mod throttle;
@@ -24,6 +26,7 @@ use sqlx::{
 
 pub use keys::StoredSigningKey;
 pub use lookups::Lookups;
+pub use rotations::Rotations;
 pub use sessions::{NewSession, RefreshRecord, Rotation};
 pub use users::{Credentials, NewUser};
 

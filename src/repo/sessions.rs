@@ -35,11 +35,11 @@ pub struct RefreshRecord {
 }
 
 /// Moves a session from `from_generation` to the next, whose token hash is `new_token_hash`.
-#[derive(Debug)]
-pub struct Rotation<'a> {
+#[derive(Debug, Clone)]
+pub struct Rotation {
     pub session_id: Uuid,
     pub from_generation: i64,
-    pub new_token_hash: &'a [u8],
+    pub new_token_hash: [u8; 32],
     pub now: DateTime<Utc>,
     pub idle_expires_at: DateTime<Utc>,
 }
@@ -86,26 +86,26 @@ impl Db {
         Ok(found)
     }
 
-    /// Rotates a session's refresh token if, and only if, its current generation is still
-    /// `from_generation` and it is not revoked: a single conditional update, so of many
-    /// concurrent rotations of one token exactly one wins. Its trigger records the new token
-    /// in `refresh_tokens` within the same statement. Returns whether this rotation won.
-    pub async fn rotate_refresh(&self, r: &Rotation<'_>) -> RepoResult<bool> {
-        let updated = with_pool!(self, pool => {
-            sqlx::query(
-                "UPDATE sessions SET generation = generation + 1, token_hash = $1, rotated_at = $2, \
-                 last_used_at = $2, idle_expires_at = $3 WHERE id = $4 AND generation = $5 AND revoked_at IS NULL",
-            )
-            .bind(r.new_token_hash)
-            .bind(r.now)
-            .bind(r.idle_expires_at)
-            .bind(r.session_id)
-            .bind(r.from_generation)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
+    /// Applies rotations of distinct sessions as one statement. Each moves its session on
+    /// if, and only if, the session's current generation is still `from_generation` and it
+    /// is not revoked: a conditional update, so of many concurrent rotations of one token
+    /// exactly one wins. A trigger records each new token in `refresh_tokens` within the same
+    /// statement. Returns the sessions whose rotation won.
+    pub async fn rotate_refresh(&self, rotations: &[Rotation]) -> RepoResult<Vec<Uuid>> {
+        let sql = rotation_statement(self, rotations.len());
+        let won = with_pool!(self, pool => {
+            let mut query = sqlx::query_scalar::<_, Uuid>(&sql);
+            for r in rotations {
+                query = query
+                    .bind(r.session_id)
+                    .bind(r.from_generation)
+                    .bind(&r.new_token_hash[..])
+                    .bind(r.now)
+                    .bind(r.idle_expires_at);
+            }
+            query.fetch_all(pool).await
         })?;
-        Ok(updated == 1)
+        Ok(won)
     }
 
     /// Ends one session. Returns false when it was already ended (or never existed).
@@ -190,4 +190,49 @@ struct SessionUser {
     session_id: Uuid,
     #[sqlx(flatten)]
     user: User,
+}
+
+/// `UPDATE sessions ... FROM (VALUES ...)` for `n` rotations of five parameters each, in
+/// [`Rotation`]'s field order. SQLite names the columns of a `VALUES` list `column1`...;
+/// PostgreSQL needs their types.
+fn rotation_statement(db: &Db, n: usize) -> String {
+    let postgres = matches!(db, Db::Postgres(_));
+    let mut values = String::new();
+    for i in 0..n {
+        let p = i * 5;
+        if i > 0 {
+            values.push_str(", ");
+        }
+        values.push_str(&if postgres {
+            format!(
+                "(${}::uuid, ${}::bigint, ${}::bytea, ${}::timestamptz, ${}::timestamptz)",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5
+            )
+        } else {
+            format!(
+                "(${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5
+            )
+        });
+    }
+    let columns = if postgres {
+        "v(column1, column2, column3, column4, column5)"
+    } else {
+        "v"
+    };
+    format!(
+        "UPDATE sessions SET generation = sessions.generation + 1, token_hash = v.column3, \
+         rotated_at = v.column4, last_used_at = v.column4, idle_expires_at = v.column5 \
+         FROM (VALUES {values}) AS {columns} \
+         WHERE sessions.id = v.column1 AND sessions.generation = v.column2 \
+         AND sessions.revoked_at IS NULL RETURNING sessions.id"
+    )
 }

@@ -14,7 +14,9 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use rusqlite::{types::Type, Connection, OpenFlags, OptionalExtension, Row};
+use rusqlite::{
+    types::Type, Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior,
+};
 use uuid::Uuid;
 
 use super::{sessions::FIND_REFRESH, RefreshRecord};
@@ -77,22 +79,20 @@ impl SqliteReaders {
             })
     }
 
-    /// The user behind a session, if the session is live, belongs to `user_id`, and the
-    /// account is enabled.
-    pub fn session_user(&self, session_id: Uuid, user_id: Uuid) -> rusqlite::Result<Option<User>> {
+    /// For each `(session_id, user_id)`, the user behind that session if the session is live,
+    /// belongs to that user, and the account is enabled; all read in
+    /// one transaction: one lock and unlock of the WAL index for the whole group.
+    pub fn session_users(&self, checks: &[(Uuid, Uuid)]) -> rusqlite::Result<Vec<Option<User>>> {
         let conn = self.connection();
-        let mut statement = conn.prepare_cached(SESSION_USER)?;
-        statement
-            .query_row((session_id, user_id), |row| {
-                Ok(User {
-                    id: row.get(0)?,
-                    username: row.get(1)?,
-                    email: row.get(2)?,
-                    full_name: row.get(3)?,
-                    created_at: time(row, 4)?,
-                })
-            })
-            .optional()
+        let read = Transaction::new_unchecked(&conn, TransactionBehavior::Deferred)?;
+        let mut statement = read.prepare_cached(SESSION_USER)?;
+        let users = checks
+            .iter()
+            .map(|&key| statement.query_row(key, read_user).optional())
+            .collect::<rusqlite::Result<_>>()?;
+        drop(statement);
+        read.commit()?;
+        Ok(users)
     }
 
     /// A presented refresh token, by hash, with the state of its session and user.
@@ -116,6 +116,17 @@ impl SqliteReaders {
             })
             .optional()
     }
+}
+
+/// A row of [`SESSION_USER`].
+fn read_user(row: &Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: row.get(0)?,
+        username: row.get(1)?,
+        email: row.get(2)?,
+        full_name: row.get(3)?,
+        created_at: time(row, 4)?,
+    })
 }
 
 /// A time column as sqlx writes it on SQLite: RFC 3339 text.

@@ -202,3 +202,48 @@ async fn the_absolute_lifetime_caps_refresh_and_access_tokens() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_refused(app.refresh(&tokens(&next).1).await).await;
 }
+
+#[tokio::test]
+async fn concurrent_refreshes_of_many_sessions_each_rotate_their_own_chain() {
+    let app = spawn_app_with(&[("AUTHD_REFRESH_GRACE_SECS", "0")]).await;
+    let name = unique_name("many");
+    app.register_user(&name).await;
+    let mut sessions = Vec::new();
+    for _ in 0..8 {
+        sessions.push(tokens(&app.login(&name, PASSWORD).await));
+    }
+    // Every session's token presented at once, plus one stale duplicate of the first: the
+    // rotations share statements, and each must still be decided on its own.
+    for round in 0..3 {
+        let mut presented: Vec<&str> = sessions.iter().map(|(_, r)| r.as_str()).collect();
+        presented.push(presented[0]);
+        let answers = join_all(presented.iter().map(|r| app.refresh(r))).await;
+        let mut next = Vec::new();
+        let mut refused = 0;
+        for answer in answers {
+            if answer.status() == StatusCode::OK {
+                next.push(tokens(&answer.json::<Value>().await.unwrap()));
+            } else {
+                assert_refused(answer).await;
+                refused += 1;
+            }
+        }
+        // With no grace window, one of the two presentations of the first token wins and
+        // the other counts as reuse, which ends that session.
+        assert_eq!((next.len(), refused), (8, 1), "round {round}");
+        let sids: HashSet<Value> = next
+            .iter()
+            .map(|(a, _)| jwt_part(a, 1)["sid"].clone())
+            .collect();
+        assert_eq!(sids.len(), 8, "each session answered once");
+        let mut live = Vec::new();
+        for (access, refresh) in next {
+            if app.me(&access).await.status() == StatusCode::OK {
+                live.push((access, refresh));
+            }
+        }
+        assert_eq!(live.len(), 7, "only the reused session ended");
+        sessions = live;
+        sessions.push(tokens(&app.login(&name, PASSWORD).await));
+    }
+}
