@@ -1,8 +1,6 @@
 //! argon2id password hashing on a dedicated, bounded pool of threads ([`CpuPool`]).
 
-use std::sync::Arc;
-
-use std::cell::RefCell;
+use std::{cell::RefCell, sync::Arc};
 
 use argon2::{
     password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString},

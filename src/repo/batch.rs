@@ -8,9 +8,9 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::RepoError;
+use super::{RepoError, RepoResult};
 
 /// The most items one statement carries.
 pub const MAX_BATCH: usize = 64;
@@ -19,12 +19,34 @@ const QUEUE: usize = 4096;
 /// A statement that takes longer fails its items as "unavailable" (e.g. a silent network).
 pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A queued request: what it asks, and where its answer goes.
+pub struct Item<Q, R> {
+    pub query: Q,
+    pub reply: oneshot::Sender<RepoResult<R>>,
+}
+
+/// The sending end of a dispatcher's queue; the dispatcher ends with the last clone.
+pub type Queue<Q, R> = mpsc::Sender<Item<Q, R>>;
+
+/// Queues `query` and waits for the answer of the group it joins.
+pub async fn ask<Q, R>(queue: &Queue<Q, R>, query: Q) -> RepoResult<R> {
+    let (reply, answer) = oneshot::channel();
+    queue
+        .send(Item { query, reply })
+        .await
+        .map_err(|_| RepoError::Shared { unavailable: false })?;
+    answer
+        .await
+        .map_err(|_| RepoError::Shared { unavailable: false })?
+}
+
 /// Starts a dispatcher on the current Tokio runtime that hands each group of queued items to
-/// `run`, with at most `in_flight` groups running at once. It ends with the last sender.
-pub fn start<T, F, Fut>(in_flight: usize, run: F) -> mpsc::Sender<T>
+/// `run`, with at most `in_flight` groups running at once.
+pub fn start<Q, R, F, Fut>(in_flight: usize, run: F) -> Queue<Q, R>
 where
-    T: Send + 'static,
-    F: Fn(Vec<T>) -> Fut + Send + 'static,
+    Q: Send + 'static,
+    R: Send + 'static,
+    F: Fn(Vec<Item<Q, R>>) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let (queue, mut rx) = mpsc::channel(QUEUE);
@@ -50,10 +72,15 @@ where
             // Everything queued now goes into this group; later items wait for the next one.
             let items = std::mem::replace(&mut group, Vec::with_capacity(MAX_BATCH));
             let done = run(items);
-            tokio::spawn(async move {
+            if in_flight <= 1 {
+                // Nothing else may run meanwhile: no task of its own needed.
                 done.await;
-                drop(slot);
-            });
+            } else {
+                tokio::spawn(async move {
+                    done.await;
+                    drop(slot);
+                });
+            }
         }
     });
     queue
@@ -68,19 +95,26 @@ pub async fn with_timeout<T>(
         .unwrap_or(Err(RepoError::Shared { unavailable: true }))
 }
 
-/// The failure of a shared statement, for each of its `items` requests. The error itself is
-/// not `Clone`: it is logged once here, and each request gets only whether it is worth
-/// retrying later.
-pub fn shared_failure(err: &RepoError, what: &str, items: usize) -> impl Fn() -> RepoError {
+/// Answers every item of a group whose shared statement failed. The error itself is not
+/// `Clone`: it is logged once here, and each request gets only whether it is worth retrying
+/// later.
+pub fn fail_all<R>(
+    replies: impl ExactSizeIterator<Item = oneshot::Sender<RepoResult<R>>>,
+    err: &RepoError,
+    what: &str,
+) {
     let unavailable = match err {
         RepoError::Unavailable(_) => true,
         RepoError::Shared { unavailable } => *unavailable,
         _ => false,
     };
+    let items = replies.len();
     if unavailable {
         tracing::warn!(items, "{what}: database unavailable");
     } else {
         tracing::error!(error = ?err, items, "{what} failed");
     }
-    move || RepoError::Shared { unavailable }
+    for reply in replies {
+        let _ = reply.send(Err(RepoError::Shared { unavailable }));
+    }
 }

@@ -15,7 +15,6 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{batch, sqlite_reader::SqliteReaders, Db, RefreshRecord, RepoError, RepoResult};
@@ -25,13 +24,9 @@ use crate::domain::User;
 /// next batch.
 const IN_FLIGHT: usize = 2;
 
-type Reply = oneshot::Sender<RepoResult<Option<User>>>;
-
-pub struct Check {
-    session_id: Uuid,
-    user_id: Uuid,
-    reply: Reply,
-}
+/// A session check: `(session_id, user_id)`, answered with the user if the session is live,
+/// belongs to that user, and the account is enabled.
+type Check = batch::Item<(Uuid, Uuid), Option<User>>;
 
 /// The hot-path reads; cheap to clone. The check dispatcher ends with the last handle.
 #[derive(Clone, Debug)]
@@ -39,7 +34,7 @@ pub struct Lookups {
     db: Db,
     /// Direct read connections, when the database is a SQLite file.
     readers: Option<Arc<SqliteReaders>>,
-    checks: mpsc::Sender<Check>,
+    checks: batch::Queue<(Uuid, Uuid), Option<User>>,
 }
 
 impl Lookups {
@@ -88,61 +83,43 @@ impl Lookups {
     /// The user behind a session, if the session is live, belongs to `user_id`, and the
     /// account is enabled.
     pub async fn session_user(&self, session_id: Uuid, user_id: Uuid) -> RepoResult<Option<User>> {
-        let (reply, answer) = oneshot::channel();
-        let check = Check {
-            session_id,
-            user_id,
-            reply,
-        };
-        self.checks
-            .send(check)
-            .await
-            .map_err(|_| RepoError::Shared { unavailable: false })?;
-        answer
-            .await
-            .map_err(|_| RepoError::Shared { unavailable: false })?
+        batch::ask(&self.checks, (session_id, user_id)).await
     }
 }
 
 /// A group of checks on the direct SQLite readers, in one read transaction.
 fn answer_inline(readers: &SqliteReaders, checks: Vec<Check>) {
-    let keys: Vec<(Uuid, Uuid)> = checks.iter().map(|c| (c.session_id, c.user_id)).collect();
+    let keys: Vec<(Uuid, Uuid)> = checks.iter().map(|c| c.query).collect();
     match readers.session_users(&keys) {
         Ok(users) => {
             for (check, user) in checks.into_iter().zip(users) {
                 let _ = check.reply.send(Ok(user));
             }
         }
-        Err(err) => {
-            let failure =
-                batch::shared_failure(&RepoError::Reader(err), "session check", checks.len());
-            for check in checks {
-                let _ = check.reply.send(Err(failure()));
-            }
-        }
+        Err(err) => batch::fail_all(
+            checks.into_iter().map(|c| c.reply),
+            &RepoError::Reader(err),
+            "session check",
+        ),
     }
 }
 
 async fn answer(db: Db, checks: Vec<Check>) {
-    let mut ids: Vec<Uuid> = checks.iter().map(|c| c.session_id).collect();
+    let mut ids: Vec<Uuid> = checks.iter().map(|c| c.query.0).collect();
     ids.sort_unstable();
     ids.dedup();
     match batch::with_timeout(db.session_users(&ids)).await {
         Ok(rows) => {
             let by_session: HashMap<Uuid, (Uuid, User)> = rows.into_iter().collect();
             for check in checks {
+                let (session_id, user_id) = check.query;
                 let user = by_session
-                    .get(&check.session_id)
-                    .filter(|(owner, _)| *owner == check.user_id)
+                    .get(&session_id)
+                    .filter(|(owner, _)| *owner == user_id)
                     .map(|(_, user)| user.clone());
                 let _ = check.reply.send(Ok(user));
             }
         }
-        Err(err) => {
-            let failure = batch::shared_failure(&err, "session check", checks.len());
-            for check in checks {
-                let _ = check.reply.send(Err(failure()));
-            }
-        }
+        Err(err) => batch::fail_all(checks.into_iter().map(|c| c.reply), &err, "session check"),
     }
 }

@@ -4,28 +4,14 @@
 
 use std::collections::HashSet;
 
-use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{batch, Db, RepoError, RepoResult, Rotation};
-
-struct Pending {
-    rotation: Rotation,
-    reply: oneshot::Sender<RepoResult<bool>>,
-}
+use super::{batch, Db, RepoResult, Rotation};
 
 /// The rotation queue; cheap to clone. Its dispatcher ends with the last handle.
 #[derive(Clone, Debug)]
 pub struct Rotations {
-    queue: mpsc::Sender<Pending>,
-}
-
-impl std::fmt::Debug for Pending {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending")
-            .field("session_id", &self.rotation.session_id)
-            .finish_non_exhaustive()
-    }
+    queue: batch::Queue<Rotation, bool>,
 }
 
 impl Rotations {
@@ -42,18 +28,11 @@ impl Rotations {
 
     /// Applies one rotation (see [`Db::rotate_refresh`]); `true` if it won.
     pub async fn rotate(&self, rotation: Rotation) -> RepoResult<bool> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Pending { rotation, reply })
-            .await
-            .map_err(|_| RepoError::Shared { unavailable: false })?;
-        answer
-            .await
-            .map_err(|_| RepoError::Shared { unavailable: false })?
+        batch::ask(&self.queue, rotation).await
     }
 }
 
-async fn apply(db: Db, mut pending: Vec<Pending>) {
+async fn apply(db: Db, mut pending: Vec<batch::Item<Rotation, bool>>) {
     // Two rotations of one session in one statement would be ambiguous. The later ones run
     // in the statements that follow, where the generation check decides between them as it
     // would have had they arrived a moment later.
@@ -61,10 +40,10 @@ async fn apply(db: Db, mut pending: Vec<Pending>) {
         let mut sessions = HashSet::with_capacity(pending.len());
         let (now, later): (Vec<_>, Vec<_>) = pending
             .into_iter()
-            .partition(|p| sessions.insert(p.rotation.session_id));
+            .partition(|p| sessions.insert(p.query.session_id));
         pending = later;
         let (rotations, replies): (Vec<_>, Vec<_>) =
-            now.into_iter().map(|p| (p.rotation, p.reply)).unzip();
+            now.into_iter().map(|p| (p.query, p.reply)).unzip();
         match batch::with_timeout(db.rotate_refresh(&rotations)).await {
             Ok(won) => {
                 let won: HashSet<Uuid> = won.into_iter().collect();
@@ -72,12 +51,7 @@ async fn apply(db: Db, mut pending: Vec<Pending>) {
                     let _ = reply.send(Ok(won.contains(&rotation.session_id)));
                 }
             }
-            Err(err) => {
-                let failure = batch::shared_failure(&err, "refresh rotation", replies.len());
-                for reply in replies {
-                    let _ = reply.send(Err(failure()));
-                }
-            }
+            Err(err) => batch::fail_all(replies.into_iter(), &err, "refresh rotation"),
         }
     }
 }

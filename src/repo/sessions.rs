@@ -35,7 +35,7 @@ pub struct RefreshRecord {
 }
 
 /// Moves a session from `from_generation` to the next, whose token hash is `new_token_hash`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Rotation {
     pub session_id: Uuid,
     pub from_generation: i64,
@@ -194,34 +194,27 @@ struct SessionUser {
 
 /// `UPDATE sessions ... FROM (VALUES ...)` for `n` rotations of five parameters each, in
 /// [`Rotation`]'s field order. SQLite names the columns of a `VALUES` list `column1`...;
-/// PostgreSQL needs their types.
+/// PostgreSQL needs their types, and names them the same way here.
 fn rotation_statement(db: &Db, n: usize) -> String {
     let postgres = matches!(db, Db::Postgres(_));
+    let casts = [
+        "::uuid",
+        "::bigint",
+        "::bytea",
+        "::timestamptz",
+        "::timestamptz",
+    ];
     let mut values = String::new();
-    for i in 0..n {
-        let p = i * 5;
-        if i > 0 {
-            values.push_str(", ");
+    for row in 0..n {
+        values.push_str(if row == 0 { "(" } else { ", (" });
+        for (column, cast) in casts.iter().enumerate() {
+            if column > 0 {
+                values.push_str(", ");
+            }
+            let cast = if postgres { *cast } else { "" };
+            values.push_str(&format!("${}{cast}", row * casts.len() + column + 1));
         }
-        values.push_str(&if postgres {
-            format!(
-                "(${}::uuid, ${}::bigint, ${}::bytea, ${}::timestamptz, ${}::timestamptz)",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5
-            )
-        } else {
-            format!(
-                "(${}, ${}, ${}, ${}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5
-            )
-        });
+        values.push(')');
     }
     let columns = if postgres {
         "v(column1, column2, column3, column4, column5)"
