@@ -10,9 +10,10 @@
 use std::{
     panic::{catch_unwind, AssertUnwindSafe},
     sync::{
-        mpsc::{sync_channel, Receiver, SyncSender, TrySendError},
+        mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError},
         Arc, Mutex,
     },
+    time::Duration,
 };
 
 use tokio::sync::oneshot;
@@ -38,14 +39,21 @@ pub struct CpuPool {
 impl CpuPool {
     /// `workers` threads, and room for `queue` jobs waiting for one.
     pub fn new(workers: usize, queue: usize) -> std::io::Result<Self> {
+        Self::with_idle(workers, queue, Idle::never())
+    }
+
+    /// As [`CpuPool::new`], calling `idle.hook` on a pool thread each time the queue has
+    /// stayed empty for `idle.after` (and then again every `idle.after` while it stays so).
+    pub fn with_idle(workers: usize, queue: usize, idle: Idle) -> std::io::Result<Self> {
         let workers = workers.max(1);
         let (sender, receiver) = sync_channel::<Job>(queue);
         let receiver = Arc::new(Mutex::new(receiver));
         for i in 0..workers {
             let receiver = receiver.clone();
+            let idle = idle.clone();
             std::thread::Builder::new()
                 .name(format!("authd-hash-{i}"))
-                .spawn(move || work(&receiver))?;
+                .spawn(move || work(&receiver, idle))?;
         }
         Ok(Self {
             sender,
@@ -76,14 +84,40 @@ impl CpuPool {
     }
 }
 
-fn work(receiver: &Mutex<Receiver<Job>>) {
+/// What a pool does when it has had no work for a while (see [`CpuPool::with_idle`]).
+#[derive(Clone)]
+pub struct Idle {
+    pub after: Duration,
+    pub hook: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl Idle {
+    /// No hook: the threads sleep until there is work.
+    fn never() -> Self {
+        Idle {
+            after: Duration::MAX,
+            hook: Arc::new(|| {}),
+        }
+    }
+}
+
+fn work(receiver: &Mutex<Receiver<Job>>, idle: Idle) {
     lower_priority();
     loop {
+        // One thread at a time waits on the queue (the others on the lock), so the hook
+        // runs once per idle period, not once per thread.
         let job = match receiver.lock() {
-            Ok(receiver) => receiver.recv(),
+            Ok(receiver) => receiver.recv_timeout(idle.after),
             Err(_) => return,
         };
-        let Ok(job) = job else { return };
+        let job = match job {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                (idle.hook)();
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         // A panicking job loses its own result (its caller sees `Stopped`), not the thread.
         let _ = catch_unwind(AssertUnwindSafe(job));
     }
@@ -102,7 +136,6 @@ fn lower_priority() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[tokio::test]
     async fn runs_jobs_and_returns_their_results() {
