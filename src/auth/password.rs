@@ -60,7 +60,7 @@ impl PasswordHasher {
                 Arc::new(move || memory.release())
             },
         };
-        let pool = CpuPool::with_idle(workers, workers * QUEUE_PER_WORKER, idle)?;
+        let pool = CpuPool::new(workers, workers * QUEUE_PER_WORKER, Some(idle))?;
         Ok(Self {
             argon2,
             pool,
@@ -130,7 +130,7 @@ const KEPT_BLOCKS: usize = M_COST_KIB as usize;
 
 /// After this long without a password to hash, the kept argon2 memory is freed, so that an
 /// idle server goes back to its small footprint.
-pub const KEEP_MEMORY_FOR: Duration = Duration::from_secs(2);
+const KEEP_MEMORY_FOR: Duration = Duration::from_secs(2);
 
 impl Memory {
     fn buffers(&self) -> MutexGuard<'_, Vec<Vec<Block>>> {
@@ -203,7 +203,7 @@ fn hash_with(argon2: &Argon2<'_>, memory: &Memory, password: &str) -> String {
 }
 
 /// Checks `password` against a PHC string with the parameters, algorithm and version it
-/// names (as `PasswordVerifier` does, on this thread's kept memory).
+/// names (as `PasswordVerifier` does, on the kept memory).
 fn matches(memory: &Memory, password: &str, parsed: &PasswordHash<'_>) -> Option<bool> {
     let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
     let version = match parsed.version {

@@ -37,14 +37,10 @@ pub struct CpuPool {
 }
 
 impl CpuPool {
-    /// `workers` threads, and room for `queue` jobs waiting for one.
-    pub fn new(workers: usize, queue: usize) -> std::io::Result<Self> {
-        Self::with_idle(workers, queue, Idle::never())
-    }
-
-    /// As [`CpuPool::new`], calling `idle.hook` on a pool thread each time the queue has
-    /// stayed empty for `idle.after` (and then again every `idle.after` while it stays so).
-    pub fn with_idle(workers: usize, queue: usize, idle: Idle) -> std::io::Result<Self> {
+    /// `workers` threads, and room for `queue` jobs waiting for one. With `idle`, a pool
+    /// thread calls `idle.hook` each time the queue has stayed empty for `idle.after` (and
+    /// again every `idle.after` while it stays so).
+    pub fn new(workers: usize, queue: usize, idle: Option<Idle>) -> std::io::Result<Self> {
         let workers = workers.max(1);
         let (sender, receiver) = sync_channel::<Job>(queue);
         let receiver = Arc::new(Mutex::new(receiver));
@@ -91,29 +87,22 @@ pub struct Idle {
     pub hook: Arc<dyn Fn() + Send + Sync>,
 }
 
-impl Idle {
-    /// No hook: the threads sleep until there is work.
-    fn never() -> Self {
-        Idle {
-            after: Duration::MAX,
-            hook: Arc::new(|| {}),
-        }
-    }
-}
-
-fn work(receiver: &Mutex<Receiver<Job>>, idle: Idle) {
+fn work(receiver: &Mutex<Receiver<Job>>, idle: Option<Idle>) {
     lower_priority();
     loop {
         // One thread at a time waits on the queue (the others on the lock), so the hook
         // runs once per idle period, not once per thread.
-        let job = match receiver.lock() {
-            Ok(receiver) => receiver.recv_timeout(idle.after),
-            Err(_) => return,
+        let job = match (receiver.lock(), &idle) {
+            (Ok(receiver), Some(idle)) => receiver.recv_timeout(idle.after),
+            (Ok(receiver), None) => receiver.recv().map_err(RecvTimeoutError::from),
+            (Err(_), _) => return,
         };
         let job = match job {
             Ok(job) => job,
             Err(RecvTimeoutError::Timeout) => {
-                (idle.hook)();
+                if let Some(idle) = &idle {
+                    (idle.hook)();
+                }
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => return,
@@ -139,13 +128,13 @@ mod tests {
 
     #[tokio::test]
     async fn runs_jobs_and_returns_their_results() {
-        let pool = CpuPool::new(2, 4).unwrap();
+        let pool = CpuPool::new(2, 4, None).unwrap();
         assert_eq!(pool.run(|| 6 * 7).await, Ok(42));
     }
 
     #[tokio::test]
     async fn refuses_at_once_beyond_workers_plus_queue() {
-        let pool = CpuPool::new(1, 2).unwrap();
+        let pool = CpuPool::new(1, 2, None).unwrap();
         assert_eq!(pool.capacity(), 3);
         let (release, gate) = std::sync::mpsc::channel::<()>();
         let gate = Arc::new(Mutex::new(gate));
@@ -174,7 +163,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_job_does_not_kill_its_thread() {
-        let pool = CpuPool::new(1, 1).unwrap();
+        let pool = CpuPool::new(1, 1, None).unwrap();
         assert_eq!(
             pool.run(|| panic!("boom")).await,
             Err::<(), _>(PoolError::Stopped)
