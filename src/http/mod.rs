@@ -3,6 +3,7 @@
 
 mod auth;
 pub mod clients;
+mod envelope;
 mod health;
 pub mod json;
 mod token;
@@ -12,31 +13,23 @@ mod wellknown;
 use std::time::Duration;
 
 use axum::{
-    extract::{DefaultBodyLimit, FromRef, FromRequestParts, MatchedPath, Request},
-    http::{header, request::Parts, HeaderName, HeaderValue, Method, Response},
-    middleware::{self, Next},
-    response::IntoResponse,
-    Router,
+    extract::{DefaultBodyLimit, FromRef, FromRequestParts, MatchedPath},
+    http::{header, request::Parts, HeaderValue, Method, Response},
+    middleware, Router,
 };
 use tower::ServiceBuilder;
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
-    set_header::SetResponseHeaderLayer,
     trace::TraceLayer,
 };
 use tracing::{field::Empty, Span};
 
 use crate::{error::ApiError, service::ClientInfo, state::AppState};
 use clients::Clients;
+use envelope::{EnvelopeLayer, REQUEST_ID};
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest `User-Agent` kept with a session.
 const MAX_USER_AGENT: usize = 256;
-/// Longest request target (path and query) accepted; no authd URL comes near it.
-const MAX_URI_BYTES: usize = 2048;
-/// Most bytes of request headers accepted (hyper's own, larger, limit applies first).
-const MAX_HEADER_BYTES: usize = 8 * 1024;
 
 /// Limits that the HTTP layer enforces.
 #[derive(Debug, Clone)]
@@ -59,7 +52,6 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
             state.clients.clone(),
             clients::rate_limit,
         ));
-    let timeout = limits.request_timeout;
     Router::new()
         .merge(credential_endpoints)
         .merge(users::router())
@@ -68,13 +60,9 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
         .merge(wellknown::router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(middleware::from_fn(move |req, next| {
-            request_limits(timeout, req, next)
-        }))
         .layer(DefaultBodyLimit::max(json::MAX_BODY_BYTES))
         .layer(
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(request_span)
@@ -82,23 +70,12 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
                         .on_response(log_response)
                         .on_failure(()),
                 )
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                // Responses are JSON about credentials: never cached unless a handler says
-                // otherwise, never framed, never sniffed, never a referrer.
-                .layer(set_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-                .layer(set_header(header::REFERRER_POLICY, "no-referrer"))
-                .layer(set_header(header::X_FRAME_OPTIONS, "DENY"))
-                .layer(set_header(header::CACHE_CONTROL, "no-store"))
-                .layer(set_header(header::CONTENT_SECURITY_POLICY, CSP))
+                .layer(EnvelopeLayer {
+                    timeout: limits.request_timeout,
+                })
                 .option_layer(cors(&limits.cors_origins)),
         )
         .with_state(state)
-}
-
-const CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
-
-fn set_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
-    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
 }
 
 /// CORS for the configured origins only; `None` (no CORS headers at all) when none are.
@@ -116,42 +93,13 @@ fn cors(origins: &[HeaderValue]) -> Option<CorsLayer> {
     )
 }
 
-/// Refuses over-long request targets (`414`) and header blocks (`431`), and answers `503`
-/// for a request that takes longer than `timeout` (the work is dropped, and with it any
-/// open transaction, which rolls back).
-async fn request_limits(timeout: Duration, req: Request, next: Next) -> axum::response::Response {
-    let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
-    if uri_len > MAX_URI_BYTES {
-        return ApiError::UriTooLong.into_response();
-    }
-    let header_bytes: usize = req
-        .headers()
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum();
-    if header_bytes > MAX_HEADER_BYTES {
-        return ApiError::HeadersTooLarge.into_response();
-    }
-    match tokio::time::timeout(timeout, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => {
-            tracing::warn!(timeout_ms = timeout.as_millis() as u64, "request timed out");
-            ApiError::Unavailable.into_response()
-        }
-    }
-}
-
 fn request_span<B>(req: &axum::http::Request<B>) -> Span {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or("<unmatched>", MatchedPath::as_str);
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok())
-        .unwrap_or("");
-    tracing::info_span!("request", method = %req.method(), route, request_id, user_id = Empty)
+    // The request id is recorded by the envelope, inside this span.
+    tracing::info_span!("request", method = %req.method(), route, request_id = Empty, user_id = Empty)
 }
 
 fn log_response<B>(res: &Response<B>, latency: Duration, _span: &Span) {

@@ -14,9 +14,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use rusqlite::{
-    types::Type, Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior,
-};
+use rusqlite::{types::Type, Connection, OpenFlags, OptionalExtension, Row};
 use uuid::Uuid;
 
 use super::{sessions::FIND_REFRESH, RefreshRecord};
@@ -84,15 +82,23 @@ impl SqliteReaders {
     /// one transaction: one lock and unlock of the WAL index for the whole group.
     pub fn session_users(&self, checks: &[(Uuid, Uuid)]) -> rusqlite::Result<Vec<Option<User>>> {
         let conn = self.connection();
-        let read = Transaction::new_unchecked(&conn, TransactionBehavior::Deferred)?;
-        let mut statement = read.prepare_cached(SESSION_USER)?;
-        let users = checks
-            .iter()
-            .map(|&key| statement.query_row(key, read_user).optional())
-            .collect::<rusqlite::Result<_>>()?;
-        drop(statement);
-        read.commit()?;
-        Ok(users)
+        // BEGIN and COMMIT as cached statements: `Transaction` would parse them anew each time.
+        conn.prepare_cached("BEGIN")?.execute([])?;
+        let users = conn.prepare_cached(SESSION_USER).and_then(|mut statement| {
+            checks
+                .iter()
+                .map(|&key| statement.query_row(key, read_user).optional())
+                .collect::<rusqlite::Result<Vec<_>>>()
+        });
+        // Ending a read transaction is the same whether its reads succeeded or not.
+        if let Err(e) = conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]))
+        {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+        users
     }
 
     /// A presented refresh token, by hash, with the state of its session and user.

@@ -1,0 +1,203 @@
+//! What every request and response goes through, in one layer: the request id, the URI and
+//! header-size limits, the request timeout and the fixed security headers.
+//!
+//! One service instead of a stack of single-purpose layers (`SetRequestId`,
+//! `PropagateRequestId`, five `SetResponseHeader`s and a `from_fn` middleware), which on the
+//! `GET /users/me` hot path cost a boxed future and a service clone per layer and a header
+//! map that grew twice per response (BENCHMARKS.md has the before and after).
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use axum::{
+    extract::Request,
+    http::{header, HeaderName, HeaderValue},
+    response::{IntoResponse, Response},
+};
+use tower::{Layer, Service};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Longest request target (path and query) accepted; no authd URL comes near it.
+const MAX_URI_BYTES: usize = 2048;
+/// Most bytes of request headers accepted (hyper's own, larger, limit applies first).
+const MAX_HEADER_BYTES: usize = 8 * 1024;
+
+/// Responses are JSON about credentials: never cached unless a handler says otherwise, never
+/// framed, never sniffed, never a referrer. Each is set only if the handler did not set it.
+const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::CACHE_CONTROL, "no-store"),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    ),
+];
+
+/// Wraps a service in [`Envelope`].
+#[derive(Debug, Clone, Copy)]
+pub struct EnvelopeLayer {
+    /// A request not answered within this gets `503` (`Retry-After`).
+    pub timeout: Duration,
+}
+
+impl<S> Layer<S> for EnvelopeLayer {
+    type Service = Envelope<S>;
+
+    fn layer(&self, inner: S) -> Envelope<S> {
+        Envelope {
+            inner,
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// For each request:
+/// - refuses an over-long request target (`414`) or header block (`431`);
+/// - keeps the client's `X-Request-Id` or makes one (a UUID), records it on the current span
+///   and echoes it on the response;
+/// - answers `503` for a request that takes longer than the timeout (the work is dropped, and
+///   with it any open transaction, which rolls back);
+/// - adds the security headers a handler did not set.
+#[derive(Debug, Clone)]
+pub struct Envelope<S> {
+    inner: S,
+    timeout: Duration,
+}
+
+impl<S> Service<Request> for Envelope<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let request_id = match req.headers().get(&REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => {
+                let id = Uuid::new_v4();
+                let id = id
+                    .hyphenated()
+                    .encode_lower(&mut Uuid::encode_buffer())
+                    .to_owned();
+                let id = HeaderValue::try_from(id).expect("a UUID is a valid header value");
+                req.headers_mut().insert(REQUEST_ID, id.clone());
+                id
+            }
+        };
+        if let Ok(id) = request_id.to_str() {
+            tracing::Span::current().record("request_id", id);
+        }
+        let timeout = self.timeout;
+        let answer = match refusal(&req) {
+            Some(refused) => Err(refused),
+            None => Ok(self.inner.call(req)),
+        };
+        Box::pin(async move {
+            let mut response = match answer {
+                Err(refused) => refused.into_response(),
+                Ok(answer) => match tokio::time::timeout(timeout, answer).await {
+                    Ok(Ok(response)) => response,
+                    Ok(Err(never)) => match never {},
+                    Err(_) => {
+                        tracing::warn!(
+                            timeout_ms = timeout.as_millis() as u64,
+                            "request timed out"
+                        );
+                        ApiError::Unavailable.into_response()
+                    }
+                },
+            };
+            let headers = response.headers_mut();
+            headers.reserve(SECURITY_HEADERS.len() + 1);
+            for (name, value) in SECURITY_HEADERS {
+                if !headers.contains_key(&name) {
+                    headers.insert(name, HeaderValue::from_static(value));
+                }
+            }
+            headers.entry(REQUEST_ID).or_insert(request_id);
+            Ok(response)
+        })
+    }
+}
+
+/// The `414` or `431` for a request over the size limits, if it is.
+fn refusal(req: &Request) -> Option<ApiError> {
+    let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if uri_len > MAX_URI_BYTES {
+        return Some(ApiError::UriTooLong);
+    }
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    (header_bytes > MAX_HEADER_BYTES).then_some(ApiError::HeadersTooLarge)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::{body::Body, http::StatusCode};
+    use tower::ServiceExt;
+
+    async fn slow(_: Request) -> Result<Response, Infallible> {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        Ok(StatusCode::OK.into_response())
+    }
+
+    #[tokio::test]
+    async fn a_request_over_the_timeout_gets_503_with_the_usual_headers() {
+        let service = EnvelopeLayer {
+            timeout: Duration::from_millis(50),
+        }
+        .layer(tower::service_fn(slow));
+        let response = service.oneshot(Request::new(Body::empty())).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key(header::RETRY_AFTER));
+        assert_eq!(response.headers()[header::X_FRAME_OPTIONS], "DENY");
+        let id = response.headers()[REQUEST_ID].to_str().unwrap();
+        assert!(Uuid::parse_str(id).is_ok());
+    }
+
+    #[tokio::test]
+    async fn handler_headers_win_over_the_defaults() {
+        let service = EnvelopeLayer {
+            timeout: Duration::from_secs(2),
+        }
+        .layer(tower::service_fn(|_: Request| async {
+            Ok::<_, Infallible>(
+                ([(header::CACHE_CONTROL, "public, max-age=60")], "").into_response(),
+            )
+        }));
+        let response = service.oneshot(Request::new(Body::empty())).await.unwrap();
+        assert_eq!(
+            response.headers()[header::CACHE_CONTROL],
+            "public, max-age=60"
+        );
+        assert_eq!(
+            response
+                .headers()
+                .get_all(header::CACHE_CONTROL)
+                .iter()
+                .count(),
+            1
+        );
+    }
+}
