@@ -8,7 +8,8 @@
 //! - Session checks are grouped ([`batch`]): concurrent requests share one read. On a SQLite
 //!   file it is one read transaction on a direct connection ([`SqliteReaders`]), run on the
 //!   runtime thread, so the WAL-index lock is taken once per group instead of once per
-//!   request; on PostgreSQL it is one `WHERE id IN (...)` query. A check is only ever answered
+//!   request; on PostgreSQL it is one `WHERE id = ANY($1)` query on a connection of the
+//!   dispatcher's own ([`PgCheckers`]). A check is only ever answered
 //!   by a read started after it was queued, so the guarantee is unchanged.
 //! - The refresh-token lookup runs on the calling thread through the direct readers on a
 //!   SQLite file, and as a pooled query on PostgreSQL.
@@ -17,7 +18,10 @@ use std::{collections::HashMap, sync::Arc};
 
 use uuid::Uuid;
 
-use super::{batch, sqlite_reader::SqliteReaders, Db, RefreshRecord, RepoError, RepoResult};
+use super::{
+    batch, pg_checkers::PgCheckers, sqlite_reader::SqliteReaders, Db, RefreshRecord, RepoError,
+    RepoResult,
+};
 use crate::domain::User;
 
 /// Session-check queries in flight at once; further checks queue meanwhile and form the
@@ -61,8 +65,14 @@ impl Lookups {
                 })
             }
             None => {
-                let db = db.clone();
-                batch::start(IN_FLIGHT, move |checks| answer(db.clone(), checks))
+                let source = match &db {
+                    Db::Postgres(pool) => Source::Postgres(Arc::new(PgCheckers::new(
+                        pool.connect_options().as_ref().clone(),
+                        IN_FLIGHT,
+                    ))),
+                    Db::Sqlite(_) => Source::Pool(db.clone()),
+                };
+                batch::start(IN_FLIGHT, move |checks| answer(source.clone(), checks))
             }
         };
         Ok(Self {
@@ -104,11 +114,24 @@ fn answer_inline(readers: &SqliteReaders, checks: Vec<Check>) {
     }
 }
 
-async fn answer(db: Db, checks: Vec<Check>) {
+/// Where grouped checks are answered when there are no direct SQLite readers.
+#[derive(Clone)]
+enum Source {
+    /// Connections of their own on PostgreSQL (no pings around each query).
+    Postgres(Arc<PgCheckers>),
+    /// The pool, for an in-memory SQLite database.
+    Pool(Db),
+}
+
+async fn answer(source: Source, checks: Vec<Check>) {
     let mut ids: Vec<Uuid> = checks.iter().map(|c| c.query.0).collect();
     ids.sort_unstable();
     ids.dedup();
-    match batch::with_timeout(db.session_users(&ids)).await {
+    let rows = match &source {
+        Source::Postgres(checkers) => checkers.session_users(&ids).await,
+        Source::Pool(db) => batch::with_timeout(db.session_users(&ids)).await,
+    };
+    match rows {
         Ok(rows) => {
             let by_session: HashMap<Uuid, (Uuid, User)> = rows.into_iter().collect();
             for check in checks {

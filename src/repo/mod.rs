@@ -9,6 +9,7 @@
 mod batch;
 mod keys;
 mod lookups;
+mod pg_checkers;
 mod rotations;
 mod sessions;
 mod sqlite_reader;

@@ -186,10 +186,10 @@ impl Db {
 }
 
 #[derive(sqlx::FromRow)]
-struct SessionUser {
-    session_id: Uuid,
+pub(super) struct SessionUser {
+    pub session_id: Uuid,
     #[sqlx(flatten)]
-    user: User,
+    pub user: User,
 }
 
 /// `UPDATE sessions ... FROM (VALUES ...)` for `n` rotations of five parameters each, in
