@@ -229,3 +229,56 @@ fn rotation_statement(db: &Db, n: usize) -> String {
          AND sessions.revoked_at IS NULL RETURNING sessions.id"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// The statistics of a large table once led SQLite to scan every session for each group
+    /// of rotations; each must be a lookup by id.
+    #[tokio::test]
+    async fn grouped_rotations_look_sessions_up_by_id_on_a_large_sqlite_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("plan.db").display());
+        let config = Config::from_lookup(|k| (k == "DATABASE_URL").then(|| url.clone())).unwrap();
+        let db = Db::connect(&config).await.unwrap();
+        db.migrate().await.unwrap();
+        let Db::Sqlite(pool) = &db else {
+            unreachable!("a sqlite:// URL opens SQLite")
+        };
+        // What ANALYZE records for 100k users with one session each.
+        sqlx::raw_sql(
+            "ANALYZE; DELETE FROM sqlite_stat1; \
+             INSERT INTO sqlite_stat1 VALUES \
+             ('sessions', 'sqlite_autoindex_sessions_1', '100000 1'), \
+             ('sessions', 'sessions_user_id_idx', '100000 1'), \
+             ('users', 'sqlite_autoindex_users_1', '100001 1'); \
+             ANALYZE sqlite_schema;",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+        let sql = format!("EXPLAIN QUERY PLAN {}", rotation_statement(&db, 4));
+        let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(&sql);
+        for _ in 0..20 {
+            query = query.bind(None::<i64>);
+        }
+        let plan: Vec<String> = query
+            .fetch_all(pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|row| row.3)
+            .collect();
+        assert!(
+            plan.iter()
+                .any(|step| step.starts_with("SEARCH sessions USING")),
+            "{plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|step| step.starts_with("SCAN sessions")),
+            "{plan:?}"
+        );
+    }
+}
