@@ -80,7 +80,7 @@ impl CpuPool {
     }
 }
 
-/// What a pool does when it has had no work for a while (see [`CpuPool::with_idle`]).
+/// What a pool does when it has had no work for a while (see [`CpuPool::new`]).
 #[derive(Clone)]
 pub struct Idle {
     pub after: Duration,

@@ -52,6 +52,18 @@ pub(super) const FIND_REFRESH: &str =
      FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id \
      WHERE t.token_hash = $1";
 
+/// The session check's query, ending with each backend's test of `s.id`.
+macro_rules! session_users_where {
+    ($test:literal) => {
+        concat!(
+            "SELECT s.id AS session_id, u.id, u.username, u.email, u.full_name, u.created_at \
+             FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.revoked_at IS NULL AND u.disabled_at IS NULL AND ",
+            $test
+        )
+    };
+}
+
 impl Db {
     /// Opens a session and stores its first refresh token: one statement, whose trigger
     /// records the token in `refresh_tokens`, so both happen or neither.
@@ -151,45 +163,56 @@ impl Db {
     /// The users behind `session_ids` whose session is live and whose account is enabled,
     /// keyed by session id with the session's owner: the per-request revocation check,
     /// for many requests at once (see [`super::Lookups`]).
-    pub async fn session_users(
-        &self,
-        session_ids: &[Uuid],
-    ) -> RepoResult<Vec<(Uuid, (Uuid, User))>> {
+    pub async fn session_users(&self, session_ids: &[Uuid]) -> RepoResult<Vec<SessionOwner>> {
         if session_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut sql = String::from(
-            "SELECT s.id AS session_id, u.id, u.username, u.email, u.full_name, u.created_at FROM sessions s \
-             JOIN users u ON u.id = s.user_id \
-             WHERE s.revoked_at IS NULL AND u.disabled_at IS NULL AND s.id IN (",
-        );
-        for n in 1..=session_ids.len() {
-            if n > 1 {
-                sql.push_str(", ");
+        match self {
+            Db::Postgres(pool) => Ok(pg_session_users(pool, session_ids).await?),
+            Db::Sqlite(pool) => {
+                let placeholders = (1..=session_ids.len())
+                    .map(|n| format!("${n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!("{} ({placeholders})", session_users_where!("s.id IN"));
+                let mut query = sqlx::query_as::<_, SessionUser>(&sql);
+                for id in session_ids {
+                    query = query.bind(id);
+                }
+                let rows = query.fetch_all(pool).await?;
+                Ok(rows.into_iter().map(SessionUser::keyed).collect())
             }
-            sql.push('$');
-            sql.push_str(&n.to_string());
         }
-        sql.push(')');
-        let rows = with_pool!(self, pool => {
-            let mut query = sqlx::query_as::<_, SessionUser>(&sql);
-            for id in session_ids {
-                query = query.bind(id);
-            }
-            query.fetch_all(pool).await
-        })?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.session_id, (r.user.id, r.user)))
-            .collect())
     }
 }
 
+/// A live session's id, its owner's id and the owner.
+pub type SessionOwner = (Uuid, (Uuid, User));
+
+/// [`Db::session_users`] on PostgreSQL, on any connection: one statement whatever the number
+/// of ids.
+pub(super) async fn pg_session_users<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    session_ids: &[Uuid],
+) -> sqlx::Result<Vec<SessionOwner>> {
+    let rows = sqlx::query_as::<_, SessionUser>(session_users_where!("s.id = ANY($1)"))
+        .bind(session_ids)
+        .fetch_all(executor)
+        .await?;
+    Ok(rows.into_iter().map(SessionUser::keyed).collect())
+}
+
 #[derive(sqlx::FromRow)]
-pub(super) struct SessionUser {
-    pub session_id: Uuid,
+struct SessionUser {
+    session_id: Uuid,
     #[sqlx(flatten)]
-    pub user: User,
+    user: User,
+}
+
+impl SessionUser {
+    fn keyed(self) -> SessionOwner {
+        (self.session_id, (self.user.id, self.user))
+    }
 }
 
 /// `UPDATE sessions ... FROM (VALUES ...)` for `n` rotations of five parameters each, in
