@@ -18,9 +18,7 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use tokio::net::TcpListener;
-use tower::Layer;
 use tower::ServiceExt;
-use tower_http::normalize_path::NormalizePathLayer;
 
 use crate::{
     auth::PasswordHasher,
@@ -104,7 +102,7 @@ impl Application {
         let db = state.db.clone();
         state.clients.spawn_pruning(Duration::from_secs(60));
         let housekeeping = tokio::spawn(housekeeping(db.clone()));
-        let app = NormalizePathLayer::trim_trailing_slash().layer(http::router(state, &limits));
+        let app = http::router(state, &limits);
 
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())

@@ -1,7 +1,11 @@
 //! Access tokens: signed JWTs, HS256 with a configured secret or EdDSA (Ed25519) with keys kept
 //! in the database and published as a JWK set.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, RandomState},
+    sync::{Arc, Mutex},
+};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine};
 use chrono::{DateTime, Utc};
@@ -58,29 +62,49 @@ struct Verifier {
 /// on every request pays for the signature check (~50 µs for Ed25519) once. Only `exp` is
 /// checked again on a hit; the key set is fixed for the life of a `TokenKeys`. Bounded: when
 /// full it is emptied, which costs one re-verification per live token.
+///
+/// An entry is found by a keyed hash of the token's last [`FINGERPRINT_BYTES`] bytes, which
+/// lie in its signature: different for every token, and chosen by the signer, so no client
+/// can crowd one bucket. Hashing those few bytes instead of the whole ~240-byte token is most
+/// of the cost of a hit. The entry keeps the whole token, and a hit needs it to match.
 struct VerifiedTokens {
-    map: Mutex<HashMap<Box<str>, AccessClaims>>,
+    hasher: RandomState,
+    map: Mutex<HashMap<u64, VerifiedToken>>,
 }
 
+/// A verified token, whole, and its claims.
+type VerifiedToken = (Box<str>, Arc<AccessClaims>);
+
 const VERIFIED_CAPACITY: usize = 16_384;
+const FINGERPRINT_BYTES: usize = 16;
 
 impl VerifiedTokens {
     fn new() -> Self {
         Self {
+            hasher: RandomState::new(),
             map: Mutex::new(HashMap::new()),
         }
     }
 
-    fn get(&self, token: &str) -> Option<AccessClaims> {
-        self.map.lock().ok()?.get(token).cloned()
+    fn fingerprint(&self, token: &str) -> u64 {
+        let bytes = token.as_bytes();
+        self.hasher
+            .hash_one(&bytes[bytes.len().saturating_sub(FINGERPRINT_BYTES)..])
     }
 
-    fn insert(&self, token: &str, claims: &AccessClaims) {
+    fn get(&self, token: &str) -> Option<Arc<AccessClaims>> {
+        let map = self.map.lock().ok()?;
+        let (verified, claims) = map.get(&self.fingerprint(token))?;
+        (**verified == *token).then(|| claims.clone())
+    }
+
+    fn insert(&self, token: &str, claims: Arc<AccessClaims>) {
+        let key = self.fingerprint(token);
         if let Ok(mut map) = self.map.lock() {
             if map.len() >= VERIFIED_CAPACITY {
                 map.clear();
             }
-            map.insert(token.into(), claims.clone());
+            map.insert(key, (token.into(), claims));
         }
     }
 }
@@ -262,7 +286,7 @@ impl TokenKeys {
 
     /// Verifies a token: the key named by `kid`, that key's algorithm only, the signature,
     /// `exp` and `iat` (with [`LEEWAY_SECS`]), `iss` and `aud`.
-    pub fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
+    pub fn verify(&self, token: &str, now: i64) -> Result<Arc<AccessClaims>, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Invalid);
         }
@@ -291,8 +315,9 @@ impl TokenKeys {
         if data.claims.iat > now + LEEWAY_SECS as i64 {
             return Err(TokenError::Invalid);
         }
-        self.verified.insert(token, &data.claims);
-        Ok(data.claims)
+        let claims = Arc::new(data.claims);
+        self.verified.insert(token, claims.clone());
+        Ok(claims)
     }
 }
 
@@ -349,7 +374,7 @@ mod tests {
         for keys in [TokenKeys::hs256(SECRET, "authd", "authd"), ed_keys()] {
             let c = claims(now(), 60);
             let token = keys.sign(&c).unwrap();
-            assert_eq!(keys.verify(&token, now()).unwrap(), c);
+            assert_eq!(*keys.verify(&token, now()).unwrap(), c);
             let header = jsonwebtoken::decode_header(&token).unwrap();
             assert_eq!(header.alg, keys.algorithm());
             assert!(header.kid.is_some());
@@ -380,6 +405,18 @@ mod tests {
         // A tampered copy is not the cached string: it is verified, and refused.
         let tampered = format!("{token}x");
         assert_eq!(keys.verify(&tampered, t), Err(TokenError::Invalid));
+        // So is one that ends like the cached token (the bytes the cache is keyed by) but
+        // differs before them.
+        let payload_at = token.find('.').unwrap() + 5;
+        let mut forged = token.clone().into_bytes();
+        forged[payload_at] = if forged[payload_at] == b'A' {
+            b'B'
+        } else {
+            b'A'
+        };
+        let forged = String::from_utf8(forged).unwrap();
+        assert!(forged.ends_with(&token[token.len() - FINGERPRINT_BYTES..]));
+        assert_eq!(keys.verify(&forged, t), Err(TokenError::Invalid));
     }
 
     #[test]

@@ -1,25 +1,30 @@
-//! What every request and response goes through, in one layer: the request id, the URI and
-//! header-size limits, the request timeout and the fixed security headers.
+//! What every request and response goes through, in one layer: the trailing slash, the
+//! request's span and log line, the request id, the URI and header-size limits, the request
+//! timeout and the fixed security headers.
 //!
-//! One service instead of a stack of single-purpose layers (`SetRequestId`,
-//! `PropagateRequestId`, five `SetResponseHeader`s and a `from_fn` middleware), which on the
-//! `GET /users/me` hot path cost a boxed future and a service clone per layer and a header
-//! map that grew twice per response (BENCHMARKS.md has the before and after).
+//! One service instead of a stack of single-purpose layers (tower-http's `TraceLayer`,
+//! `SetRequestId`, `PropagateRequestId`, five `SetResponseHeader`s and a `from_fn`
+//! middleware), which on the `GET /users/me` hot path cost a boxed future and a service clone
+//! per layer, a clock read per request even with the log line filtered out, and a header map
+//! that grew twice per response (BENCHMARKS.md has the before and after). It wraps the router
+//! as a whole rather than each route, so a request pays for it once.
 
 use std::{
     convert::Infallible,
     future::Future,
     pin::Pin,
     task::{Context, Poll},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use axum::{
+    body::Bytes,
     extract::Request,
-    http::{header, HeaderName, HeaderValue},
+    http::{header, uri::PathAndQuery, HeaderName, HeaderValue, Uri},
     response::{IntoResponse, Response},
 };
 use tower::{Layer, Service};
+use tracing::{field::Empty, Instrument};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -61,7 +66,14 @@ impl<S> Layer<S> for EnvelopeLayer {
     }
 }
 
+/// Longest request path written to the log as it is; a longer one is cut there.
+const MAX_LOGGED_PATH: usize = 128;
+
 /// For each request:
+/// - trims the path's trailing slashes (and a doubled leading one), so that `/users/me/` is
+///   `/users/me`, as tower-http's `NormalizePath` does but with one allocation instead of four;
+/// - opens the `request` span (method, path, request id, and the user once authenticated)
+///   and, when info-level logging is on, writes one line with the status and latency;
 /// - refuses an over-long request target (`414`) or header block (`431`);
 /// - keeps the client's `X-Request-Id` or makes one (a UUID), records it on the current span
 ///   and echoes it on the response;
@@ -88,28 +100,34 @@ where
     }
 
     fn call(&mut self, mut req: Request) -> Self::Future {
+        trim_trailing_slash(req.uri_mut());
+        let span = tracing::info_span!(
+            "request",
+            method = %req.method(),
+            route = logged_path(req.uri().path()),
+            request_id = Empty,
+            user_id = Empty,
+        );
+        let started = (!span.is_disabled()).then(Instant::now);
+        let entered = span.enter();
         let request_id = match req.headers().get(&REQUEST_ID) {
             Some(id) => id.clone(),
             None => {
-                let id = Uuid::new_v4();
-                let id = id
-                    .hyphenated()
-                    .encode_lower(&mut Uuid::encode_buffer())
-                    .to_owned();
-                let id = HeaderValue::try_from(id).expect("a UUID is a valid header value");
-                req.headers_mut().insert(REQUEST_ID, id.clone());
-                id
+                let mut buffer = Uuid::encode_buffer();
+                let id = Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
+                HeaderValue::from_str(id).expect("a UUID is a valid header value")
             }
         };
         if let Ok(id) = request_id.to_str() {
-            tracing::Span::current().record("request_id", id);
+            span.record("request_id", id);
         }
         let timeout = self.timeout;
         let answer = match refusal(&req) {
             Some(refused) => Err(refused),
             None => Ok(self.inner.call(req)),
         };
-        Box::pin(async move {
+        drop(entered);
+        let answered = async move {
             let mut response = match answer {
                 Err(refused) => refused.into_response(),
                 Ok(answer) => match tokio::time::timeout(timeout, answer).await {
@@ -127,14 +145,60 @@ where
             let headers = response.headers_mut();
             headers.reserve(SECURITY_HEADERS.len() + 1);
             for (name, value) in SECURITY_HEADERS {
-                if !headers.contains_key(&name) {
-                    headers.insert(name, HeaderValue::from_static(value));
-                }
+                headers
+                    .entry(name)
+                    .or_insert_with(|| HeaderValue::from_static(value));
             }
             headers.entry(REQUEST_ID).or_insert(request_id);
+            if let Some(started) = started {
+                tracing::info!(
+                    status = response.status().as_u16(),
+                    latency_us = started.elapsed().as_micros() as u64,
+                    "request"
+                );
+            }
             Ok(response)
-        })
+        };
+        Box::pin(answered.instrument(span))
     }
+}
+
+/// `/a/b/` and `//a/b` become `/a/b`; the query is kept.
+fn trim_trailing_slash(uri: &mut Uri) {
+    let path = uri.path();
+    if path == "/" || !path.ends_with('/') && !path.starts_with("//") {
+        return;
+    }
+    let trimmed = path.trim_matches('/');
+    let query = uri.query();
+    // Exactly sized: `Bytes` takes a full `Vec` as it is, but a partly empty one through a
+    // second allocation.
+    let mut target = String::with_capacity(1 + trimmed.len() + query.map_or(0, |q| 1 + q.len()));
+    target.push('/');
+    target.push_str(trimmed);
+    if let Some(query) = query {
+        target.push('?');
+        target.push_str(query);
+    }
+    let mut parts = uri.clone().into_parts();
+    // Made from a valid target minus some slashes: it parses.
+    parts.path_and_query = PathAndQuery::from_maybe_shared(Bytes::from(target)).ok();
+    if let Ok(trimmed) = Uri::from_parts(parts) {
+        *uri = trimmed;
+    }
+}
+
+/// `path`, or its first [`MAX_LOGGED_PATH`] bytes (at a character boundary) if longer: a
+/// client's path goes to the log, so its size there is bounded.
+fn logged_path(path: &str) -> &str {
+    if path.len() <= MAX_LOGGED_PATH {
+        return path;
+    }
+    let mut end = MAX_LOGGED_PATH;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    &path[..end]
 }
 
 /// The `414` or `431` for a request over the size limits, if it is.
@@ -160,6 +224,25 @@ mod tests {
     async fn slow(_: Request) -> Result<Response, Infallible> {
         tokio::time::sleep(Duration::from_secs(60)).await;
         Ok(StatusCode::OK.into_response())
+    }
+
+    #[test]
+    fn trims_trailing_slashes_and_keeps_the_rest() {
+        for (given, expected) in [
+            ("/users/me/", "/users/me"),
+            ("/users/me//", "/users/me"),
+            ("//users/me", "/users/me"),
+            ("/users/me/?a=b&c=%2F", "/users/me?a=b&c=%2F"),
+            ("/users/me", "/users/me"),
+            ("/users/me?next=/", "/users/me?next=/"),
+            ("/", "/"),
+            ("//", "/"),
+            ("http://auth.example/token/", "http://auth.example/token"),
+        ] {
+            let mut uri: Uri = given.parse().unwrap();
+            trim_trailing_slash(&mut uri);
+            assert_eq!(uri.to_string(), expected, "{given}");
+        }
     }
 
     #[tokio::test]

@@ -10,19 +10,17 @@ mod token;
 mod users;
 mod wellknown;
 
-use std::time::Duration;
+use std::{convert::Infallible, time::Duration};
 
 use axum::{
-    extract::{DefaultBodyLimit, FromRef, FromRequestParts, MatchedPath},
-    http::{header, request::Parts, HeaderValue, Method, Response},
-    middleware, Router,
+    extract::{DefaultBodyLimit, FromRef, FromRequestParts, Request},
+    http::{header, request::Parts, HeaderValue, Method},
+    middleware,
+    response::Response,
+    Router,
 };
-use tower::ServiceBuilder;
-use tower_http::{
-    cors::{AllowOrigin, CorsLayer},
-    trace::TraceLayer,
-};
-use tracing::{field::Empty, Span};
+use tower::{Service, ServiceBuilder};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{error::ApiError, service::ClientInfo, state::AppState};
 use clients::Clients;
@@ -39,11 +37,19 @@ pub struct HttpLimits {
     pub cors_origins: Vec<HeaderValue>,
 }
 
-/// Every route, with request ids, one log line per request, security headers, CORS, the
-/// body, URI and header limits, the request timeout, and the per-IP rate limit on the
-/// credential endpoints. Trailing slashes are handled by the caller ([`crate::startup`]),
-/// which trims them before routing so that `/users/me/` and `/users/me` are one route.
-pub fn router(state: AppState, limits: &HttpLimits) -> Router {
+/// Every route, with the per-IP rate limit on the credential endpoints, inside the layers
+/// every request goes through once: the envelope (trailing slash, span and log line, request
+/// id, URI and header limits, timeout, security headers), CORS and the body limit. They wrap
+/// the router as a whole, not each route (`Router::layer`), which would box and clone them
+/// per route on every request.
+pub fn router(
+    state: AppState,
+    limits: &HttpLimits,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
     let credential_endpoints = Router::new()
         .merge(users::register_router())
         .merge(token::router())
@@ -52,7 +58,7 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
             state.clients.clone(),
             clients::rate_limit,
         ));
-    Router::new()
+    let routes = Router::new()
         .merge(credential_endpoints)
         .merge(users::router())
         .merge(auth::router())
@@ -60,22 +66,14 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
         .merge(wellknown::router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state);
+    ServiceBuilder::new()
+        .layer(EnvelopeLayer {
+            timeout: limits.request_timeout,
+        })
+        .option_layer(cors(&limits.cors_origins))
         .layer(DefaultBodyLimit::max(json::MAX_BODY_BYTES))
-        .layer(
-            ServiceBuilder::new()
-                .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(request_span)
-                        .on_request(())
-                        .on_response(log_response)
-                        .on_failure(()),
-                )
-                .layer(EnvelopeLayer {
-                    timeout: limits.request_timeout,
-                })
-                .option_layer(cors(&limits.cors_origins)),
-        )
-        .with_state(state)
+        .service(routes)
 }
 
 /// CORS for the configured origins only; `None` (no CORS headers at all) when none are.
@@ -91,23 +89,6 @@ fn cors(origins: &[HeaderValue]) -> Option<CorsLayer> {
             .expose_headers([REQUEST_ID, header::RETRY_AFTER, header::WWW_AUTHENTICATE])
             .max_age(Duration::from_secs(600)),
     )
-}
-
-fn request_span<B>(req: &axum::http::Request<B>) -> Span {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("<unmatched>", MatchedPath::as_str);
-    // The request id is recorded by the envelope, inside this span.
-    tracing::info_span!("request", method = %req.method(), route, request_id = Empty, user_id = Empty)
-}
-
-fn log_response<B>(res: &Response<B>, latency: Duration, _span: &Span) {
-    tracing::info!(
-        status = res.status().as_u16(),
-        latency_us = latency.as_micros() as u64,
-        "request"
-    );
 }
 
 impl<S> FromRequestParts<S> for ClientInfo

@@ -7,11 +7,14 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::post,
-    Json, Router,
+    Router,
 };
 use secrecy::SecretString;
 
-use super::{json::has_content_type, json::read_body, ClientInfo};
+use super::{
+    json::{has_content_type, read_body, ApiJson},
+    ClientInfo,
+};
 use crate::{
     error::{no_store, ApiError, OAuthError},
     service::{AuthError, AuthService, TokenPair},
@@ -105,7 +108,7 @@ pub(super) fn grant_error(e: AuthError, status: StatusCode) -> OAuthError {
 
 /// `200` with the pair, never cached.
 pub(super) fn token_response(pair: TokenPair) -> Response {
-    let mut response = Json(pair).into_response();
+    let mut response = ApiJson(pair).into_response();
     no_store(&mut response);
     response
 }

@@ -1,6 +1,6 @@
 //! `POST /users` (registration) and `GET /users/me`.
 
-use axum::{extract::State, http::StatusCode, routing::get, routing::post, Json, Router};
+use axum::{extract::State, http::StatusCode, routing::get, routing::post, Router};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -35,10 +35,10 @@ struct RegisterBody {
 async fn register(
     State(auth): State<AuthService>,
     ApiJson(body): ApiJson<RegisterBody>,
-) -> Result<(StatusCode, Json<User>), ApiError> {
+) -> Result<(StatusCode, ApiJson<User>), ApiError> {
     let registration = parse_registration(body)?;
     let user = auth.register(registration).await?;
-    Ok((StatusCode::CREATED, Json(user)))
+    Ok((StatusCode::CREATED, ApiJson(user)))
 }
 
 fn parse_registration(body: RegisterBody) -> Result<Registration, ApiError> {
@@ -87,6 +87,6 @@ fn non_empty(value: Option<String>) -> Option<String> {
 }
 
 #[tracing::instrument(name = "me", skip_all)]
-async fn me(user: AuthUser) -> Json<User> {
-    Json(user.user)
+async fn me(user: AuthUser) -> ApiJson<User> {
+    ApiJson(user.user)
 }

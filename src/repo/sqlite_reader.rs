@@ -87,7 +87,11 @@ impl SqliteReaders {
         let users = conn.prepare_cached(SESSION_USER).and_then(|mut statement| {
             checks
                 .iter()
-                .map(|&key| statement.query_row(key, read_user).optional())
+                .map(|(session, user)| {
+                    // As borrowed blobs: rusqlite binds a `Uuid` through a copy of its bytes.
+                    let key = (&session.as_bytes()[..], &user.as_bytes()[..]);
+                    statement.query_row(key, read_user).optional()
+                })
                 .collect::<rusqlite::Result<Vec<_>>>()
         });
         // Ending a read transaction is the same whether its reads succeeded or not.
@@ -145,10 +149,11 @@ fn time(row: &Row<'_>, i: usize) -> rusqlite::Result<DateTime<Utc>> {
 }
 
 fn optional_time(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
-    let Some(text) = row.get::<_, Option<String>>(i)? else {
+    // Read in place: the text is parsed, never kept.
+    let Some(text) = row.get_ref(i)?.as_str_or_null()? else {
         return Ok(None);
     };
-    DateTime::parse_from_rfc3339(&text)
+    DateTime::parse_from_rfc3339(text)
         .map(|at| Some(at.with_timezone(&Utc)))
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, Box::new(e)))
 }
