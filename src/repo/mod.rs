@@ -129,9 +129,9 @@ impl Db {
                     // throwaway index on the few VALUES rows, instead of looking each one up by
                     // id: 60 ms a group at 100k sessions. No authd query needs such an index.
                     .pragma("automatic_index", "OFF")
-                    // Checkpoints run on a thread of their own (`checkpoint`); a commit
-                    // checkpoints only if that thread falls far behind.
-                    .pragma("wal_autocheckpoint", checkpoint::BACKSTOP_PAGES.to_string());
+                    // A thread of its own copies the WAL as it grows (`checkpoint`), so the
+                    // writer's own checkpoint, which restarts the WAL, finds little to do.
+                    .pragma("wal_autocheckpoint", checkpoint::WRITER_PAGES.to_string());
                 let pool = SqlitePoolOptions::new()
                     // One connection: SQLite has one writer at a time anyway, and writers queued
                     // here wait in order instead of sleeping in SQLite's busy handler. The hot
