@@ -7,7 +7,6 @@
 //! (waiting on `busy_timeout`) instead of failing to upgrade a read snapshot.
 
 mod batch;
-mod checkpoint;
 mod keys;
 mod lookups;
 mod pg_checkers;
@@ -128,10 +127,7 @@ impl Db {
                     // sessions ... FROM (VALUES ...)`) by scanning every session against a
                     // throwaway index on the few VALUES rows, instead of looking each one up by
                     // id: 60 ms a group at 100k sessions. No authd query needs such an index.
-                    .pragma("automatic_index", "OFF")
-                    // A thread of its own copies the WAL as it grows (`checkpoint`), so the
-                    // writer's own checkpoint, which restarts the WAL, finds little to do.
-                    .pragma("wal_autocheckpoint", checkpoint::WRITER_PAGES.to_string());
+                    .pragma("automatic_index", "OFF");
                 let pool = SqlitePoolOptions::new()
                     // One connection: SQLite has one writer at a time anyway, and writers queued
                     // here wait in order instead of sleeping in SQLite's busy handler. The hot
