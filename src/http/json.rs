@@ -131,6 +131,22 @@ mod tests {
     use super::*;
     use serde::Deserialize;
 
+    #[tokio::test]
+    async fn responses_are_json_with_their_content_type() {
+        let value =
+            serde_json::json!({ "name": "ä \"quoted\"", "n": [1, 2], "long": "x".repeat(2000) });
+        let response = ApiJson(&value).into_response();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            value
+        );
+    }
+
     #[derive(Debug, Deserialize)]
     struct Body {
         #[allow(dead_code)]
