@@ -37,7 +37,7 @@ const MAX_HEADER_BYTES: usize = 8 * 1024;
 
 /// Responses are JSON about credentials: never cached unless a handler says otherwise, never
 /// framed, never sniffed, never a referrer. Each is set only if the handler did not set it.
-const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
+const SECURITY_HEADERS: [(HeaderName, &str); SECURITY_HEADER_COUNT] = [
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     (header::REFERRER_POLICY, "no-referrer"),
     (header::X_FRAME_OPTIONS, "DENY"),
@@ -47,6 +47,11 @@ const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
         "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
     ),
 ];
+
+/// How many headers the envelope may add to a response: the security headers and the
+/// request id.
+pub const ADDED_HEADERS: usize = SECURITY_HEADER_COUNT + 1;
+const SECURITY_HEADER_COUNT: usize = 5;
 
 /// Wraps a service in [`Envelope`].
 #[derive(Debug, Clone, Copy)]
@@ -143,7 +148,7 @@ where
                 },
             };
             let headers = response.headers_mut();
-            headers.reserve(SECURITY_HEADERS.len() + 1);
+            headers.reserve(ADDED_HEADERS);
             for (name, value) in SECURITY_HEADERS {
                 headers
                     .entry(name)
@@ -180,9 +185,13 @@ fn trim_trailing_slash(uri: &mut Uri) {
         target.push('?');
         target.push_str(query);
     }
+    // Made from a valid target minus some slashes, it parses; if it did not, the URI would
+    // be left as it came rather than replaced by one without a path.
+    let Ok(path_and_query) = PathAndQuery::from_maybe_shared(Bytes::from(target)) else {
+        return;
+    };
     let mut parts = uri.clone().into_parts();
-    // Made from a valid target minus some slashes: it parses.
-    parts.path_and_query = PathAndQuery::from_maybe_shared(Bytes::from(target)).ok();
+    parts.path_and_query = Some(path_and_query);
     if let Ok(trimmed) = Uri::from_parts(parts) {
         *uri = trimmed;
     }

@@ -18,9 +18,9 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// Room for every response authd writes (a user, a token pair) without growing the buffer,
 /// and under glibc's 1 KiB large-chunk size, whose allocation first consolidates the heap.
 const RESPONSE_CAPACITY: usize = 768;
-/// Room for the headers of a response: its own and those the envelope adds, so the map is
-/// allocated once.
-const RESPONSE_HEADERS: usize = 10;
+/// Room for the headers of a response, so that its map is allocated once: its own two
+/// (`Content-Type`, and the `Content-Length` axum adds) and those the envelope adds.
+const RESPONSE_HEADERS: usize = 2 + super::envelope::ADDED_HEADERS;
 
 /// Like `axum::Json`. As an extractor, a wrong content type is `415`, bad JSON `400`, a field
 /// of the wrong type `422` naming the field, and an oversized body `413`, all as
