@@ -16,10 +16,23 @@ def parse(path):
 
 def main():
     rows = parse(sys.argv[1])
-    crypto = open(sys.argv[2]).read()
-    # Measured before and after authd, like the hello-world ceiling: the faster run counts.
-    verify_ms = min(float(v) for v in re.findall(r"argon2id_verify_ms median=([\d.]+)", crypto))
+    # argon2id verify medians by where they were taken: "start", "end", or "SERVER/SCENARIO"
+    # right before and right after that hashing scenario.
+    verify_at = {}
+    for line in open(sys.argv[2]):
+        found = re.match(r"around=(\S+) argon2id_verify_ms median=([\d.]+)", line)
+        if found:
+            verify_at.setdefault(found[1], []).append(float(found[2]))
+    # The faster measurement counts (a busy neighbour only ever slows argon2 down).
+    verify_ms = min(v for vs in verify_at.values() for v in vs)
     login_ceiling = 1000.0 / verify_ms
+
+    def ceiling_for(server, scenario):
+        """Logins/s on one core by the argon2 figures taken around this scenario, else the
+        run's fastest."""
+        around = verify_at.get(f"{server}/{scenario}")
+        return (1000.0 / min(around), f"{min(around)} ms, taken around it") if around else (
+            login_ceiling, f"{verify_ms} ms, the run's fastest")
     # The hello-world ceiling is measured before and after authd; the higher figure counts.
     hellos = [float(f["rps"]) for (server, _), f in rows.items() if server.startswith("hello")]
     hello = max(hellos, default=float("nan"))
@@ -27,8 +40,11 @@ def main():
     def rps(server, scenario):
         return float(rows.get((server, scenario), {}).get("rps", "nan"))
 
-    print(f"limits: hello-world {hello:,.0f} req/s (best of {len(hellos)}); argon2id verify {verify_ms} ms "
-          f"=> {login_ceiling:.1f} logins/s on one core\n")
+    print(f"limits: hello-world {hello:,.0f} req/s (best of {len(hellos)}); argon2id verify "
+          f"{verify_ms} ms at its fastest in the run => {login_ceiling:.1f} logins/s on one core")
+    for where, values in verify_at.items():
+        print(f"- argon2id verify around {where}: {', '.join(f'{v} ms' for v in values)}")
+    print()
     print("| server | scenario | req/s | p99 ms | ratio | of |")
     print("|---|---|---:|---:|---:|---|")
     for (server, scenario), f in sorted(rows.items()):
@@ -38,7 +54,8 @@ def main():
         if scenario in ("me", "mixed_me"):
             ratio, of = value / hello, "hello-world ceiling"
         elif scenario in ("login", "register", "mixed_login"):
-            ratio, of = value / login_ceiling, "argon2 ceiling (1 core)"
+            ceiling, taken = ceiling_for(server, scenario)
+            ratio, of = value / ceiling, f"argon2 ceiling (1 core; {taken})"
         elif scenario == "refresh":
             ratio, of = value / 6000.0, "6,000/s per core target"
         else:
