@@ -19,8 +19,8 @@ use std::{collections::HashMap, sync::Arc};
 use uuid::Uuid;
 
 use super::{
-    batch, pg_checkers::PgCheckers, sqlite_reader::SqliteReaders, Db, RefreshRecord, RepoError,
-    RepoResult,
+    batch, checkpoint::Checkpointer, pg_checkers::PgCheckers, sqlite_reader::SqliteReaders, Db,
+    RefreshRecord, RepoError, RepoResult,
 };
 use crate::domain::User;
 
@@ -38,14 +38,18 @@ pub struct Lookups {
     db: Db,
     /// Direct read connections, when the database is a SQLite file.
     readers: Option<Arc<SqliteReaders>>,
+    /// The WAL checkpoint task, when the database is a SQLite file; it stops with the last
+    /// clone.
+    _checkpointer: Option<Arc<Checkpointer>>,
     checks: batch::Queue<(Uuid, Uuid), Option<User>>,
 }
 
 impl Lookups {
-    /// Opens direct readers on a SQLite file, and starts the session-check dispatcher on the
-    /// current Tokio runtime.
+    /// Opens direct readers on a SQLite file and starts its checkpoint task, and starts the
+    /// session-check dispatcher, on the current Tokio runtime.
     pub fn start(db: Db) -> Result<Self, RepoError> {
         let mut readers = None;
+        let mut checkpointer = None;
         if let Db::Sqlite(pool) = &db {
             let path = pool.connect_options().get_filename().to_path_buf();
             // An in-memory database has no file to open a second connection to.
@@ -53,6 +57,9 @@ impl Lookups {
                 let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
                 let opened = SqliteReaders::open(&path, threads).map_err(RepoError::Reader)?;
                 readers = Some(Arc::new(opened));
+                let started =
+                    Checkpointer::start(&path, pool.clone()).map_err(RepoError::Reader)?;
+                checkpointer = Some(Arc::new(started));
             }
         }
         let checks = match &readers {
@@ -78,6 +85,7 @@ impl Lookups {
         Ok(Self {
             db,
             readers,
+            _checkpointer: checkpointer,
             checks,
         })
     }

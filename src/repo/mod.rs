@@ -7,6 +7,7 @@
 //! (waiting on `busy_timeout`) instead of failing to upgrade a read snapshot.
 
 mod batch;
+mod checkpoint;
 mod keys;
 mod lookups;
 mod pg_checkers;
@@ -127,7 +128,10 @@ impl Db {
                     // sessions ... FROM (VALUES ...)`) by scanning every session against a
                     // throwaway index on the few VALUES rows, instead of looking each one up by
                     // id: 60 ms a group at 100k sessions. No authd query needs such an index.
-                    .pragma("automatic_index", "OFF");
+                    .pragma("automatic_index", "OFF")
+                    // WAL checkpoints run beside the writer (`checkpoint`); a commit
+                    // checkpoints only if they fall far behind.
+                    .pragma("wal_autocheckpoint", checkpoint::BACKSTOP_PAGES.to_string());
                 let pool = SqlitePoolOptions::new()
                     // One connection: SQLite has one writer at a time anyway, and writers queued
                     // here wait in order instead of sleeping in SQLite's busy handler. The hot
