@@ -2,6 +2,7 @@
 //!
 //! A request flows one way: [`http`] handler → [`service`] logic → [`repo`] → database.
 
+pub mod allocator;
 pub mod auth;
 pub mod config;
 pub mod domain;
