@@ -107,6 +107,14 @@ impl RepoError {
 
 pub type RepoResult<T> = Result<T, RepoError>;
 
+/// `SQLITE_BUSY` ("database is locked"), in any of its extended forms.
+fn is_sqlite_busy(e: &dyn sqlx::error::DatabaseError) -> bool {
+    const SQLITE_BUSY: i32 = 5;
+    e.code()
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| code & 0xff == SQLITE_BUSY)
+}
+
 /// How long a request waits for a free connection before the database counts as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -132,16 +140,27 @@ impl Db {
                     // WAL checkpoints run beside the writer (`checkpoint`); a commit
                     // checkpoints only if they fall far behind.
                     .pragma("wal_autocheckpoint", checkpoint::BACKSTOP_PAGES.to_string());
-                let pool = SqlitePoolOptions::new()
+                let pool_options = SqlitePoolOptions::new()
                     // One connection: SQLite has one writer at a time anyway, and writers queued
                     // here wait in order instead of sleeping in SQLite's busy handler. The hot
                     // reads do not use this pool (see `Lookups`).
                     .max_connections(1)
                     // A file connection does not go stale; a ping per acquire is a wasted hop.
                     .test_before_acquire(false)
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
-                    .connect_with(options)
-                    .await?;
+                    .acquire_timeout(ACQUIRE_TIMEOUT);
+                // Processes starting together on a new file can find it locked while one of
+                // them sets it up (WAL mode), a case where SQLite answers at once instead of
+                // waiting on `busy_timeout`: a few retries, as for the migrations.
+                let mut attempt = 0;
+                let pool = loop {
+                    match pool_options.clone().connect_with(options.clone()).await {
+                        Err(sqlx::Error::Database(e)) if attempt < 3 && is_sqlite_busy(&*e) => {
+                            attempt += 1;
+                            tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                        }
+                        result => break result?,
+                    }
+                };
                 Db::Sqlite(pool)
             }
             Backend::Postgres => {
@@ -188,5 +207,30 @@ impl Db {
 
     pub async fn close(&self) {
         with_pool!(self, pool => pool.close().await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_locked_sqlite_file_is_recognised_as_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("locked.db");
+        let holder = rusqlite::Connection::open(&path).unwrap();
+        holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .unwrap()
+            .busy_timeout(Duration::ZERO);
+        let err = sqlx::query("SELECT count(*) FROM sqlite_schema")
+            .execute(&SqlitePool::connect_lazy_with(options))
+            .await
+            .unwrap_err();
+        let sqlx::Error::Database(e) = err else {
+            panic!("not a database error: {err:?}")
+        };
+        assert!(is_sqlite_busy(&*e), "{e:?}");
+        holder.execute_batch("COMMIT").unwrap();
     }
 }
