@@ -91,7 +91,10 @@ mod tests {
 
     #[test]
     fn keeps_an_operators_own_cache_size() {
-        assert_eq!(tunables_with_tcache(Some("glibc.malloc.tcache_count=7")), None);
+        assert_eq!(
+            tunables_with_tcache(Some("glibc.malloc.tcache_count=7")),
+            None
+        );
         assert_eq!(
             tunables_with_tcache(Some("glibc.malloc.mxfast=0:glibc.malloc.tcache_count=0")),
             None

@@ -7,10 +7,7 @@ use std::{
 };
 
 use anyhow::Context;
-use axum::{
-    body::Body,
-    extract::{ConnectInfo, Request},
-};
+use axum::{body::Body, extract::Request};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
@@ -24,7 +21,11 @@ use crate::{
     auth::PasswordHasher,
     config::Config,
     domain::Password,
-    http::{self, clients::Clients, HttpLimits},
+    http::{
+        self,
+        clients::{self, Clients},
+        HttpLimits,
+    },
     repo::Db,
     service::AuthService,
     state::AppState,
@@ -125,16 +126,15 @@ impl Application {
                 () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
-            let service = app.clone().map_request(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                req.map(Body::new)
-            });
+            let service = app
+                .clone()
+                .map_request(|req: Request<Incoming>| req.map(Body::new));
             let connection =
                 http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
             let connection = graceful.watch(connection);
-            tokio::spawn(async move {
+            tokio::spawn(clients::with_peer(peer, async move {
                 let _ = connection.await;
-            });
+            }));
         }
         drop(listener);
         if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())

@@ -2,13 +2,14 @@
 //! a trusted proxy) and the per-IP rate limit on the credential endpoints.
 
 use std::{
+    future::Future,
     net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::Arc,
     time::Duration,
 };
 
 use axum::{
-    extract::{ConnectInfo, Request, State},
+    extract::{Request, State},
     http::HeaderMap,
     middleware::Next,
     response::{IntoResponse, Response},
@@ -98,19 +99,29 @@ impl Clients {
     }
 }
 
-/// The peer address axum recorded for the connection.
-pub fn peer_ip(req_extensions: &axum::http::Extensions) -> IpAddr {
-    req_extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(addr)| {
-            addr.ip()
-        })
+tokio::task_local! {
+    /// The peer of the connection whose requests the current task serves.
+    static PEER: SocketAddr;
+}
+
+/// Serves one accepted connection with its peer's address known to the requests on it
+/// ([`peer_ip`]). A task-local rather than a request extension: hyper polls each request's
+/// future inside its connection's, and an extension would cost every request three
+/// allocations (the extension map, its table and the boxed value).
+pub fn with_peer<F: Future>(peer: SocketAddr, connection: F) -> impl Future<Output = F::Output> {
+    PEER.scope(peer, connection)
+}
+
+/// The peer address of the connection being served (unspecified outside [`with_peer`]).
+pub fn peer_ip() -> IpAddr {
+    PEER.try_with(SocketAddr::ip)
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
 /// Middleware for the credential endpoints: `429` with `Retry-After` once a client IP has
 /// used up its attempts.
 pub async fn rate_limit(State(clients): State<Clients>, req: Request, next: Next) -> Response {
-    let ip = clients.client_ip(peer_ip(req.extensions()), req.headers());
+    let ip = clients.client_ip(peer_ip(), req.headers());
     if let Err(retry_after_secs) = clients.check(ip) {
         tracing::warn!(client_ip = %ip, "rate limit exceeded");
         return ApiError::TooManyRequests { retry_after_secs }.into_response();

@@ -99,7 +99,7 @@ where
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let peer = clients::peer_ip(&parts.extensions);
+        let peer = clients::peer_ip();
         let ip = Clients::from_ref(state).client_ip(peer, &parts.headers);
         let user_agent = parts
             .headers
