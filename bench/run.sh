@@ -52,9 +52,9 @@ argon2() {
 
 # harness_bracketed NAME URL PID: the harness scenarios, one harness run each, with the
 # argon2id limit measured right before and right after each hashing scenario (login,
-# register): this VM's argon2 speed drifts by up to 1.3x over minutes, so a limit taken
-# minutes away says little about the seconds in which the scenario ran. ratios.py divides
-# each by the faster of its two neighbours.
+# register), and the hello-world ceiling right before and after `me`: this VM's speed drifts
+# by up to 1.3x over minutes, so a limit taken minutes away says little about the seconds in
+# which the scenario ran. ratios.py divides each by the better of its two neighbours.
 harness_bracketed() {
     local name=$1 url=$2 pid=$3 s
     for s in $HARNESS_SCENARIOS; do
@@ -64,6 +64,11 @@ harness_bracketed() {
                 harness "$name" "$url" "$pid" SCENARIOS="$s"
                 argon2 "$name/$s"
                 ;;
+            me)
+                hello_ceiling "before@$name/me"
+                harness "$name" "$url" "$pid" SCENARIOS="$s"
+                hello_ceiling "after@$name/me"
+                ;;
             *) harness "$name" "$url" "$pid" SCENARIOS="$s" ;;
         esac
     done
@@ -72,9 +77,11 @@ harness_bracketed() {
 echo "== limits: argon2id verify time, axum hello-world ceiling"
 : > "$OUT/crypto.txt"
 argon2 start
-# hello_ceiling N: the axum hello-world server under the `me` scenario's wrk settings, with a
-# token-sized Bearer value (the server ignores it). Measured before and after authd's runs;
-# the ratios use the higher figure, since a busy neighbour on this VM only ever lowers it.
+# hello_ceiling LABEL: the axum hello-world server under the `me` scenario's wrk settings,
+# with a token-sized Bearer value (the server ignores it); its line is `server=hello-LABEL`.
+# Measured at the start and the end of the run, and right before and after each `me`
+# scenario; a ratio uses the higher of the figures around its scenario, since a busy
+# neighbour on this VM only ever lowers it.
 hello_ceiling() {
     taskset -c 0 "$LIMITS_TARGET/release/hello" "127.0.0.1:8099" 2>/dev/null &
     PIDS+=($!)
@@ -86,7 +93,7 @@ hello_ceiling() {
         | grep WRK_RESULT | sed "s/^WRK_RESULT/server=hello-$1 scenario=me/" | tee -a "$OUT/lines.txt"
     kill "${PIDS[-1]}"
 }
-hello_ceiling 1
+hello_ceiling start
 
 run_authd() {
     local name=$1 url=$2 base="http://127.0.0.1:$PORT"
@@ -129,7 +136,7 @@ else
 fi
 
 echo "== limits again: axum hello-world ceiling, argon2id verify time"
-hello_ceiling 2
+hello_ceiling end
 argon2 end
 
 echo "== ratios"
