@@ -90,7 +90,7 @@ hello_ceiling() {
         wrk -t1 -c"${C_ME:-32}" -d"${WARMUP:-3}s" -s "$BENCH/lua/me.lua" http://127.0.0.1:8099 >/dev/null
     TOKEN=$(printf 'x%.0s' $(seq 235)) BENCH_LUA_DIR="$BENCH/lua" taskset -c 1 \
         wrk -t1 -c"${C_ME:-32}" -d"${DURATION:-10}s" -s "$BENCH/lua/me.lua" http://127.0.0.1:8099 \
-        | grep WRK_RESULT | sed "s/^WRK_RESULT/server=hello-$1 scenario=me/" | tee -a "$OUT/lines.txt"
+        | grep WRK_RESULT | sed "s|^WRK_RESULT|server=hello-$1 scenario=me|" | tee -a "$OUT/lines.txt"
     kill "${PIDS[-1]}"
 }
 hello_ceiling start
