@@ -46,10 +46,11 @@ pub fn tunables_with_tcache(current: Option<&str>) -> Option<String> {
 pub fn reexec_with_tunables() -> std::io::Result<()> {
     use std::os::unix::process::CommandExt;
 
-    let current = std::env::var_os("GLIBC_TUNABLES");
-    // A value that is not UTF-8 is the operator's own business: leave it alone.
-    let Some(current) = current.map_or(Some(None), |v| v.into_string().ok().map(Some)) else {
-        return Ok(());
+    let current = match std::env::var("GLIBC_TUNABLES") {
+        Ok(value) => Some(value),
+        Err(std::env::VarError::NotPresent) => None,
+        // A value that is not UTF-8 is the operator's own business: leave it alone.
+        Err(std::env::VarError::NotUnicode(_)) => return Ok(()),
     };
     let Some(tunables) = tunables_with_tcache(current.as_deref()) else {
         return Ok(());

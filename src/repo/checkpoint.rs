@@ -19,11 +19,7 @@
 //! Durability is unchanged: with `synchronous=NORMAL` a commit survives a process crash at
 //! once and a power loss once a checkpoint has synced it, now within about [`INTERVAL`].
 
-use std::{
-    path::Path,
-    sync::{Arc, Mutex, PoisonError},
-    time::Duration,
-};
+use std::{path::Path, time::Duration};
 
 use rusqlite::{Connection, OpenFlags};
 use sqlx::SqlitePool;
@@ -66,25 +62,32 @@ impl Checkpointer {
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        let conn = Arc::new(Mutex::new(conn));
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(INTERVAL);
             tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
             let mut last = None;
+            // The connection goes to the blocking thread for step 1 and comes back with it.
+            let mut conn = conn;
             loop {
                 tick.tick().await;
-                let conn = conn.clone();
                 let copy = tokio::task::spawn_blocking(move || {
-                    passive(&conn.lock().unwrap_or_else(PoisonError::into_inner))
+                    let progress = passive(&conn);
+                    (conn, progress)
                 });
                 let progress = match copy.await {
-                    Ok(Ok(progress)) => progress,
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "WAL checkpoint failed");
-                        continue;
+                    Ok((back, progress)) => {
+                        conn = back;
+                        progress
                     }
                     // The runtime is shutting down.
                     Err(_) => return,
+                };
+                let progress = match progress {
+                    Ok(progress) => progress,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                        continue;
+                    }
                 };
                 // Nothing committed since the last round, which left the WAL fully copied.
                 let idle = last == Some(progress) && progress.frames == progress.copied;

@@ -115,6 +115,25 @@ fn is_sqlite_busy(e: &dyn sqlx::error::DatabaseError) -> bool {
         .is_some_and(|code| code & 0xff == SQLITE_BUSY)
 }
 
+/// Runs a start-up `step` on a SQLite file that other processes may be setting up at the same
+/// moment, again up to three times (after 50, 100 and 150 ms) while its error is one to `retry`.
+async fn retry_sqlite_startup<T, E, F, Fut>(mut step: F, retry: impl Fn(&E) -> bool) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut attempt = 0;
+    loop {
+        match step().await {
+            Err(e) if attempt < 3 && retry(&e) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
 /// How long a request waits for a free connection before the database counts as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -151,16 +170,11 @@ impl Db {
                 // Processes starting together on a new file can find it locked while one of
                 // them sets it up (WAL mode), a case where SQLite answers at once instead of
                 // waiting on `busy_timeout`: a few retries, as for the migrations.
-                let mut attempt = 0;
-                let pool = loop {
-                    match pool_options.clone().connect_with(options.clone()).await {
-                        Err(sqlx::Error::Database(e)) if attempt < 3 && is_sqlite_busy(&*e) => {
-                            attempt += 1;
-                            tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
-                        }
-                        result => break result?,
-                    }
-                };
+                let pool = retry_sqlite_startup(
+                    || pool_options.clone().connect_with(options.clone()),
+                    |e| matches!(e, sqlx::Error::Database(e) if is_sqlite_busy(&**e)),
+                )
+                .await?;
                 Db::Sqlite(pool)
             }
             Backend::Postgres => {
@@ -184,16 +198,7 @@ impl Db {
             // one starting on the same file rolls back, and on retry finds the work done.
             Db::Sqlite(pool) => {
                 let migrator = sqlx::migrate!("migrations/sqlite");
-                let mut attempt = 0;
-                loop {
-                    match migrator.run(pool).await {
-                        Err(_) if attempt < 3 => {
-                            attempt += 1;
-                            tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
-                        }
-                        result => return result,
-                    }
-                }
+                retry_sqlite_startup(|| migrator.run(pool), |_| true).await
             }
             Db::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await,
         }
@@ -232,5 +237,38 @@ mod tests {
         };
         assert!(is_sqlite_busy(&*e), "{e:?}");
         holder.execute_batch("COMMIT").unwrap();
+    }
+
+    #[tokio::test]
+    async fn start_up_steps_are_retried_three_times_and_only_for_the_errors_asked() {
+        let calls = std::cell::Cell::new(0);
+        let failing = || {
+            calls.set(calls.get() + 1);
+            std::future::ready(Err::<(), _>("locked"))
+        };
+        assert_eq!(retry_sqlite_startup(failing, |_| true).await, Err("locked"));
+        assert_eq!(calls.get(), 4, "one attempt and three retries");
+
+        calls.set(0);
+        assert_eq!(
+            retry_sqlite_startup(failing, |e| *e != "locked").await,
+            Err("locked")
+        );
+        assert_eq!(calls.get(), 1, "an error not asked for is not retried");
+
+        calls.set(0);
+        let second_time_lucky = || {
+            calls.set(calls.get() + 1);
+            std::future::ready(if calls.get() < 2 {
+                Err("locked")
+            } else {
+                Ok(7)
+            })
+        };
+        assert_eq!(
+            retry_sqlite_startup(second_time_lucky, |_| true).await,
+            Ok(7)
+        );
+        assert_eq!(calls.get(), 2);
     }
 }
