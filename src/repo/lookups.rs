@@ -106,12 +106,16 @@ impl Lookups {
 }
 
 /// A group of checks on the direct SQLite readers, in one read transaction.
+///
+/// Checks of the same session in one group (a client's concurrent requests with one access
+/// token) are read once: each is answered by the same read, which started after all of them
+/// were queued.
 fn answer_inline(readers: &SqliteReaders, checks: Vec<Check>) {
-    let keys: Vec<(Uuid, Uuid)> = checks.iter().map(|c| c.query).collect();
+    let (keys, slots) = distinct(checks.iter().map(|c| c.query));
     match readers.session_users(&keys) {
         Ok(users) => {
-            for (check, user) in checks.into_iter().zip(users) {
-                let _ = check.reply.send(Ok(user));
+            for (check, slot) in checks.into_iter().zip(slots) {
+                let _ = check.reply.send(Ok(users[slot].clone()));
             }
         }
         Err(err) => batch::fail_all(
@@ -120,6 +124,21 @@ fn answer_inline(readers: &SqliteReaders, checks: Vec<Check>) {
             "session check",
         ),
     }
+}
+
+/// The distinct keys of a group, in order of first appearance, and for each key of the group
+/// its index among them. Groups are small ([`batch::MAX_BATCH`]): a linear search beats a hash.
+fn distinct<K: PartialEq + Copy>(group: impl Iterator<Item = K>) -> (Vec<K>, Vec<usize>) {
+    let mut keys: Vec<K> = Vec::new();
+    let slots = group
+        .map(|key| {
+            keys.iter().position(|k| *k == key).unwrap_or_else(|| {
+                keys.push(key);
+                keys.len() - 1
+            })
+        })
+        .collect();
+    (keys, slots)
 }
 
 /// Where grouped checks are answered when there are no direct SQLite readers.
@@ -152,5 +171,19 @@ async fn answer(source: Source, checks: Vec<Check>) {
             }
         }
         Err(err) => batch::fail_all(checks.into_iter().map(|c| c.reply), &err, "session check"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_reads_each_distinct_check_once_and_answers_every_one() {
+        let (keys, slots) = distinct(["a", "b", "a", "c", "b", "a"].into_iter());
+        assert_eq!(keys, ["a", "b", "c"]);
+        assert_eq!(slots, [0, 1, 0, 2, 1, 0]);
+        let (keys, slots) = distinct(std::iter::empty::<u8>());
+        assert!(keys.is_empty() && slots.is_empty());
     }
 }

@@ -391,7 +391,12 @@ fn tunables_of(pid: u32) -> Option<String> {
     let mut entries = environ.split('\0');
     let first = entries.find_map(|var| var.strip_prefix("GLIBC_TUNABLES="))?;
     let rest = entries.take_while(|entry| entry.starts_with("glibc."));
-    Some(std::iter::once(first).chain(rest).collect::<Vec<_>>().join(":"))
+    Some(
+        std::iter::once(first)
+            .chain(rest)
+            .collect::<Vec<_>>()
+            .join(":"),
+    )
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
