@@ -217,10 +217,9 @@ impl AuthService {
         };
         let name = login.normalized();
         let now = Utc::now();
-        let locked_until = db
-            .login_locked_until(&name)
-            .await?
-            .filter(|until| *until > now);
+        let throttle = db.login_throttle(&name).await?;
+        let had_failures = throttle.is_some();
+        let locked_until = throttle.flatten().filter(|until| *until > now);
         if let Some(until) = locked_until {
             let trusted_client = match &client.ip {
                 Some(ip) => {
@@ -269,7 +268,11 @@ impl AuthService {
                 return Err(AuthError::InvalidCredentials);
             }
         };
-        db.clear_login_failures(&name).await?;
+        // A success ends the run of failures; most logins have none to clear, and skip the
+        // write. (One counted while this login was verifying is kept: the stricter outcome.)
+        if had_failures {
+            db.clear_login_failures(&name).await?;
+        }
         let user = creds.user;
         let expires_at = now + self.inner.policy.session_max;
         let idle_expires_at = (now + self.inner.policy.refresh_ttl).min(expires_at);

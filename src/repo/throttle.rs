@@ -3,9 +3,10 @@ use chrono::{DateTime, Utc};
 use super::{with_pool, Db, RepoResult};
 
 impl Db {
-    /// Until when logins for this name are locked, if they are.
-    pub async fn login_locked_until(&self, name: &str) -> RepoResult<Option<DateTime<Utc>>> {
-        let locked = with_pool!(self, pool => {
+    /// The failure record of this name: `None` if it has no failures counted, else until
+    /// when its logins are locked, if they are.
+    pub async fn login_throttle(&self, name: &str) -> RepoResult<Option<Option<DateTime<Utc>>>> {
+        let record = with_pool!(self, pool => {
             sqlx::query_scalar::<_, Option<DateTime<Utc>>>(
                 "SELECT locked_until FROM login_throttle WHERE username_normalized = $1",
             )
@@ -13,7 +14,7 @@ impl Db {
             .fetch_optional(pool)
             .await
         })?;
-        Ok(locked.flatten())
+        Ok(record)
     }
 
     /// Counts one more consecutive failure for this name (atomically, so concurrent failures
