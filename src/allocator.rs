@@ -12,6 +12,12 @@
 //! starts, so the server re-executes itself once, first thing, with the setting added to
 //! whatever the variable already holds. An operator who sets `glibc.malloc.tcache_count`
 //! there keeps their value (`7` is glibc's default).
+//!
+//! Once means once: the new process carries [`REEXECUTED`] and never re-executes again. The
+//! variable alone would not do, since glibc may remove the setting from it: for a program
+//! that gains privileges when run (`setcap cap_net_bind_service+ep authd`, to bind port 443
+//! as an ordinary user), it drops the tunables it does not trust, and the server would find
+//! the setting missing after every re-execution.
 
 use std::ffi::OsString;
 
@@ -19,6 +25,9 @@ use std::ffi::OsString;
 pub const TCACHE_COUNT: u32 = 128;
 
 const TCACHE_TUNABLE: &str = "glibc.malloc.tcache_count";
+
+/// Set in the environment of the re-executed server: it has had its one try.
+pub const REEXECUTED: &str = "AUTHD_ALLOCATOR_REEXECUTED";
 
 /// The `GLIBC_TUNABLES` value to run with, given the current one, or `None` if the current
 /// one already sets the cache size (then there is nothing to do).
@@ -39,13 +48,16 @@ pub fn tunables_with_tcache(current: Option<&str>) -> Option<String> {
 }
 
 /// Replaces this process with itself (same pid, arguments and environment) plus the
-/// allocator setting, unless it is already in effect. Returns only if there is nothing to do
-/// (`Ok`) or the re-execution failed (`Err`; the process then simply goes on as it is).
+/// allocator setting, unless it is already set or this process is itself the re-execution.
+/// Returns only if there is nothing to do (`Ok`) or the re-execution failed (`Err`; the process then simply goes on as it is).
 /// Call it first thing in `main`, before any thread starts.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn reexec_with_tunables() -> std::io::Result<()> {
     use std::os::unix::process::CommandExt;
 
+    if std::env::var_os(REEXECUTED).is_some() {
+        return Ok(());
+    }
     let current = match std::env::var("GLIBC_TUNABLES") {
         Ok(value) => Some(value),
         Err(std::env::VarError::NotPresent) => None,
@@ -61,6 +73,7 @@ pub fn reexec_with_tunables() -> std::io::Result<()> {
         .arg0(argv0)
         .args(args)
         .env("GLIBC_TUNABLES", tunables)
+        .env(REEXECUTED, "1")
         .exec())
 }
 

@@ -427,3 +427,69 @@ async fn the_server_runs_with_a_larger_allocator_cache_and_keeps_an_operators_ow
         assert_eq!(tunables.as_deref(), Some(expected), "given {given:?}");
     }
 }
+
+/// A binary given a capability (`setcap`, to bind a low port without root) runs in glibc's
+/// secure mode, where glibc drops the allocator setting from `GLIBC_TUNABLES` at start: the
+/// server must still start, re-executing itself once, not over and over. Needs root, `setcap`
+/// and `setpriv` (util-linux) to set the scene.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn a_binary_with_a_capability_re_executes_itself_once_and_serves() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.trim_ascii() == b"0");
+    let found = |tool: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|out| out.status.success())
+    };
+    if !(root && found("setcap") && found("setpriv")) {
+        eprintln!("skipped: needs root, setcap and setpriv");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let binary = dir.path().join("authd");
+    std::fs::copy(env!("CARGO_BIN_EXE_authd"), &binary).unwrap();
+    let setcap = Command::new("setcap")
+        .arg("cap_net_bind_service=+ep")
+        .arg(&binary)
+        .status()
+        .unwrap();
+    assert!(setcap.success());
+
+    let mut child = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&binary)
+        .current_dir(dir.path())
+        .env_clear()
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("a.db").display()),
+        )
+        .env("AUTHD_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (lines, listening) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("addr=") && lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let started = listening.recv_timeout(Duration::from_secs(10));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        started.is_ok(),
+        "the server did not start listening within 10 s"
+    );
+}
