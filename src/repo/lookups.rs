@@ -113,9 +113,20 @@ impl Lookups {
 fn answer_inline(readers: &SqliteReaders, checks: Vec<Check>) {
     let (keys, slots) = distinct(checks.iter().map(|c| c.query));
     match readers.session_users(&keys) {
-        Ok(users) => {
+        Ok(mut users) => {
+            // The last check of each session takes its user; only repeats before it clone.
+            let mut left = vec![0_usize; users.len()];
+            for &slot in &slots {
+                left[slot] += 1;
+            }
             for (check, slot) in checks.into_iter().zip(slots) {
-                let _ = check.reply.send(Ok(users[slot].clone()));
+                left[slot] -= 1;
+                let user = if left[slot] == 0 {
+                    users[slot].take()
+                } else {
+                    users[slot].clone()
+                };
+                let _ = check.reply.send(Ok(user));
             }
         }
         Err(err) => batch::fail_all(
@@ -127,7 +138,7 @@ fn answer_inline(readers: &SqliteReaders, checks: Vec<Check>) {
 }
 
 /// The distinct keys of a group, in order of first appearance, and for each key of the group
-/// its index among them. Groups are small ([`batch::MAX_BATCH`]): a linear search beats a hash.
+/// its index among them. Groups are small ([`batch::MAX_BATCH`]): a linear search will do.
 fn distinct<K: PartialEq + Copy>(group: impl Iterator<Item = K>) -> (Vec<K>, Vec<usize>) {
     let mut keys: Vec<K> = Vec::new();
     let slots = group
