@@ -1,12 +1,13 @@
 //! authd: a self-hosted user-authentication service.
 //!
 //! A request flows one way: [`http`] handler → [`service`] logic → [`repo`] → database.
+//! [`auth`] holds the credential code the service uses, [`domain`] the parsed types every
+//! layer shares.
 
-pub mod allocator;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod domain;
-pub mod error;
 pub mod http;
 pub mod repo;
 pub mod service;

@@ -1,6 +1,13 @@
 use std::process::ExitCode;
 
-use authd::{allocator, config, startup, telemetry};
+/// The allocator: many small blocks that live for one request, freed on other threads than
+/// the ones that made them. See BENCHMARKS.md for the measurement; build with
+/// `--no-default-features` for the system allocator.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use authd::{config, startup, telemetry};
 use clap::{Parser, Subcommand};
 
 /// authd: user accounts, OAuth2 password login, JWT access tokens and rotating refresh tokens.
@@ -26,13 +33,6 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let serve = matches!(cli.command, None | Some(Command::Serve));
-    // Before any thread starts. Returns only if the setting is in effect or cannot be.
-    let reexec = if serve {
-        allocator::reexec_with_tunables()
-    } else {
-        Ok(())
-    };
     let config = match config::load_dotenv().and_then(|()| config::Config::from_env()) {
         Ok(config) => config,
         Err(e) => {
@@ -41,9 +41,6 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init(config.log_format);
-    if let Err(e) = reexec {
-        tracing::warn!(error = %e, "could not restart with the allocator setting; running without it");
-    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,11 +1,12 @@
-//! Account and session logic: what happens on register, login, refresh and logout, independent
-//! of HTTP. Handlers call it; it calls the repository.
+//! Account and session logic: what happens on register, login, refresh and logout, in the
+//! terms of the domain. Handlers call it; it calls the repository ([`Repo`]) and the
+//! credential code ([`crate::auth`]). It knows nothing of HTTP: its answers are values and
+//! an [`Error`], which `src/http/` turns into statuses and messages.
 
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
 use uuid::Uuid;
 
 use crate::{
@@ -16,10 +17,10 @@ use crate::{
         workers::PoolError,
         AccessClaims, PasswordHasher, RefreshToken, TokenKeys,
     },
+    clock::Clock,
     config::Config,
     domain::{Email, FullName, Password, PasswordPolicyError, User, Username},
-    error::{ApiError, AuthFailure, FieldError},
-    repo::{Db, Lookups, NewSession, NewUser, RefreshRecord, RepoError, Rotation, Rotations},
+    repo::{NewSession, NewUser, RefreshRecord, Repo, RepoError, Rotation, UniqueField},
 };
 
 /// Lifetimes of tokens and sessions.
@@ -42,13 +43,14 @@ impl TokenPolicy {
     }
 }
 
-/// The token pair of the contract. `Debug` hides both tokens.
-#[derive(Clone, Serialize)]
+/// A new access token and the refresh token that goes with it. `Debug` hides both tokens.
+#[derive(Clone)]
 pub struct TokenPair {
     pub access_token: String,
-    pub token_type: &'static str,
+    /// Seconds until the access token expires.
     pub expires_in: i64,
     pub refresh_token: String,
+    /// Seconds until the refresh token expires if unused.
     pub refresh_expires_in: i64,
 }
 
@@ -76,35 +78,87 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
 }
 
-/// The outcome of a login or refresh that did not produce tokens.
+/// Why an access token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefusal {
+    Expired,
+    /// Malformed, forged, for another issuer or audience, or signed by an unknown key.
+    Invalid,
+    /// Its session was ended, or its account disabled.
+    SessionEnded,
+}
+
+/// What went wrong, in the service's terms.
 #[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    #[error("incorrect username or password")]
+pub enum Error {
+    /// Unknown user, wrong password or disabled account: deliberately not told apart.
+    #[error("invalid credentials")]
     InvalidCredentials,
-    #[error("the refresh token is invalid, expired or revoked")]
-    InvalidRefreshToken,
-    #[error("too many failed logins")]
+    #[error("access token refused: {0:?}")]
+    AccessTokenRefused(TokenRefusal),
+    /// The refresh token is unknown, expired, revoked or reused.
+    #[error("refresh token refused")]
+    RefreshTokenRefused,
+    /// Too many failed logins for this name.
+    #[error("login throttled for {retry_after_secs} s")]
     Throttled { retry_after_secs: u64 },
+    #[error("password refused by the policy: {0}")]
+    WeakPassword(PasswordPolicyError),
+    #[error("username taken")]
+    UsernameTaken,
+    #[error("e-mail address taken")]
+    EmailTaken,
+    /// Password hashing is at capacity.
+    #[error("password hashing overloaded")]
+    Overloaded,
     #[error(transparent)]
-    Api(#[from] ApiError),
+    Unavailable(RepoError),
+    #[error(transparent)]
+    Internal(anyhow::Error),
 }
 
-impl From<RepoError> for AuthError {
+impl From<RepoError> for Error {
     fn from(e: RepoError) -> Self {
-        AuthError::Api(e.into())
+        match e {
+            RepoError::Conflict(UniqueField::Username) => Error::UsernameTaken,
+            RepoError::Conflict(UniqueField::Email) => Error::EmailTaken,
+            e @ RepoError::Unavailable(_) => Error::Unavailable(e),
+            e @ RepoError::Other(_) => Error::Internal(e.into()),
+        }
     }
 }
 
-impl From<PoolError> for AuthError {
+impl From<PoolError> for Error {
     fn from(e: PoolError) -> Self {
-        AuthError::Api(e.into())
+        match e {
+            PoolError::Overloaded => Error::Overloaded,
+            PoolError::Stopped => Error::Internal(e.into()),
+        }
     }
 }
 
-impl From<anyhow::Error> for AuthError {
+impl From<anyhow::Error> for Error {
     fn from(e: anyhow::Error) -> Self {
-        AuthError::Api(e.into())
+        Error::Internal(e)
     }
+}
+
+/// What a refresh came to.
+#[derive(Debug)]
+pub enum RefreshOutcome {
+    /// The token was current: it is rotated away and this is its successor.
+    Rotated(TokenPair),
+    /// The token was rotated away within the grace window and its successor is still
+    /// current: that successor again, with a fresh access token.
+    Grace(TokenPair),
+    /// A token rotated away earlier, or an older ancestor: the session is now revoked.
+    Reused,
+    /// No such token.
+    Unknown,
+    /// The session is past its idle or absolute lifetime.
+    Expired,
+    /// The session was already ended, or the account is disabled.
+    Revoked,
 }
 
 /// An authenticated request: the user and the session its access token belongs to.
@@ -120,19 +174,23 @@ pub struct AuthService {
 }
 
 struct Inner {
-    db: Db,
-    lookups: Lookups,
-    rotations: Rotations,
+    repo: Repo,
     hasher: PasswordHasher,
     keys: TokenKeys,
     derivation_key: DerivationKey,
     policy: TokenPolicy,
+    clock: Arc<dyn Clock>,
 }
 
 impl AuthService {
     /// Loads (or, on a new database, creates) the signing keys and the refresh derivation key.
-    pub async fn load(db: Db, hasher: PasswordHasher, config: &Config) -> anyhow::Result<Self> {
-        let now = Utc::now();
+    pub async fn load(
+        repo: Repo,
+        hasher: PasswordHasher,
+        clock: Arc<dyn Clock>,
+        config: &Config,
+    ) -> anyhow::Result<Self> {
+        let now = clock.now();
         let keys = match &config.jwt_secret {
             Some(secret) => TokenKeys::hs256(
                 secret.expose_secret().as_bytes(),
@@ -140,24 +198,23 @@ impl AuthService {
                 &config.audience,
             ),
             None => {
-                let stored = db
+                let stored = repo
                     .signing_keys_or_insert(&TokenKeys::generate_ed25519(now)?)
                     .await?;
                 TokenKeys::ed25519(&stored, &config.issuer, &config.audience)?
             }
         };
-        let derivation_key = db
+        let derivation_key = repo
             .server_secret(DERIVATION_KEY_NAME, &DerivationKey::generate(), now)
             .await?;
         Ok(Self {
             inner: Arc::new(Inner {
-                lookups: Lookups::start(db.clone())?,
-                rotations: Rotations::start(db.clone()),
-                db,
+                repo,
                 hasher,
                 keys,
                 derivation_key: DerivationKey::from_bytes(&derivation_key)?,
                 policy: TokenPolicy::from_config(config),
+                clock,
             }),
         })
     }
@@ -166,8 +223,17 @@ impl AuthService {
         &self.inner.keys
     }
 
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    /// `Ok` when the database answers.
+    pub async fn ready(&self) -> Result<(), Error> {
+        Ok(self.inner.repo.ping().await?)
+    }
+
     /// Creates an account. The password policy and hashing run on the blocking pool.
-    pub async fn register(&self, reg: Registration) -> Result<User, ApiError> {
+    pub async fn register(&self, reg: Registration) -> Result<User, Error> {
         let username = reg.username.as_str().to_owned();
         let email = reg.email.as_ref().map(|e| e.as_str().to_owned());
         // The policy check (zxcvbn) and the hash are both CPU work: one job on the hash pool.
@@ -179,12 +245,10 @@ impl AuthService {
                     .map(|password| hasher.hash_now(password.expose()))
             })
             .await?
-            .map_err(|e: PasswordPolicyError| {
-                ApiError::Validation(vec![FieldError::new("password", e.to_string())])
-            })?;
+            .map_err(Error::WeakPassword)?;
         let user = self
             .inner
-            .db
+            .repo
             .insert_user(&NewUser {
                 id: Uuid::new_v4(),
                 username: reg.username.as_str(),
@@ -193,7 +257,7 @@ impl AuthService {
                 email_normalized: reg.email.as_ref().map(Email::normalized).as_deref(),
                 full_name: reg.full_name.as_ref().map(FullName::as_str),
                 password_hash: &hash,
-                created_at: Utc::now(),
+                created_at: self.now(),
             })
             .await?;
         tracing::info!(user_id = %user.id, "user registered");
@@ -206,24 +270,24 @@ impl AuthService {
         username: &str,
         password: SecretString,
         client: ClientInfo,
-    ) -> Result<TokenPair, AuthError> {
-        let db = &self.inner.db;
+    ) -> Result<TokenPair, Error> {
+        let repo = &self.inner.repo;
         let Ok(login) = Username::parse(username) else {
             // No account can have this name (and it may hold bytes a database refuses, such
             // as NUL): one dummy verification, so it costs what a wrong password costs.
             self.inner.hasher.verify(password, None).await?;
             tracing::info!("login failed");
-            return Err(AuthError::InvalidCredentials);
+            return Err(Error::InvalidCredentials);
         };
         let name = login.normalized();
-        let now = Utc::now();
-        let throttle = db.login_throttle(&name).await?;
+        let now = self.now();
+        let throttle = repo.login_throttle(&name).await?;
         let had_failures = throttle.is_some();
         let locked_until = throttle.flatten().filter(|until| *until > now);
         if let Some(until) = locked_until {
             let trusted_client = match &client.ip {
                 Some(ip) => {
-                    db.has_logged_in_from(&name, ip, now - KNOWN_CLIENT_WINDOW)
+                    repo.has_logged_in_from(&name, ip, now - KNOWN_CLIENT_WINDOW)
                         .await?
                 }
                 None => false,
@@ -231,7 +295,7 @@ impl AuthService {
             if !trusted_client {
                 let wait = (until - now).num_milliseconds().max(0) as u64;
                 tracing::info!("login throttled");
-                return Err(AuthError::Throttled {
+                return Err(Error::Throttled {
                     retry_after_secs: wait.div_ceil(1000),
                 });
             }
@@ -242,7 +306,7 @@ impl AuthService {
         let creds = if too_long {
             None
         } else {
-            db.find_credentials(&name).await?
+            repo.find_credentials(&name).await?
         };
         let verdict = if too_long {
             Verdict::Mismatch
@@ -265,20 +329,20 @@ impl AuthService {
             _ => {
                 self.count_failure(&name, now).await?;
                 tracing::info!("login failed");
-                return Err(AuthError::InvalidCredentials);
+                return Err(Error::InvalidCredentials);
             }
         };
         // A success ends the run of failures; most logins have none to clear, and skip the
         // write. (One counted while this login was verifying is kept: the stricter outcome.)
         if had_failures {
-            db.clear_login_failures(&name).await?;
+            repo.clear_login_failures(&name).await?;
         }
         let user = creds.user;
         let expires_at = now + self.inner.policy.session_max;
         let idle_expires_at = (now + self.inner.policy.refresh_ttl).min(expires_at);
         let session_id = Uuid::new_v4();
         let refresh = RefreshToken::generate();
-        db.create_session(&NewSession {
+        repo.create_session(&NewSession {
             id: session_id,
             user_id: user.id,
             token_hash: &refresh.hash(),
@@ -301,10 +365,10 @@ impl AuthService {
 
     /// Counts a failed login for `name`; from the [`FREE_FAILURES`]th on, locks further
     /// attempts for a delay that doubles with each failure, up to [`MAX_LOCK`].
-    async fn count_failure(&self, name: &str, now: DateTime<Utc>) -> Result<(), AuthError> {
-        let failures = self.inner.db.record_login_failure(name, now).await?;
+    async fn count_failure(&self, name: &str, now: DateTime<Utc>) -> Result<(), Error> {
+        let failures = self.inner.repo.record_login_failure(name, now).await?;
         if let Some(delay) = lock_delay(failures) {
-            self.inner.db.lock_logins(name, now + delay).await?;
+            self.inner.repo.lock_logins(name, now + delay).await?;
             tracing::warn!(
                 failures,
                 delay_secs = delay.as_secs(),
@@ -318,7 +382,7 @@ impl AuthService {
         let result = async {
             let new_hash = self.inner.hasher.hash(password).await?;
             self.inner
-                .db
+                .repo
                 .update_password_hash(user_id, old_hash, &new_hash)
                 .await?;
             anyhow::Ok(())
@@ -332,102 +396,101 @@ impl AuthService {
 
     /// The refresh grant: rotates the presented token (see the module docs of
     /// [`crate::auth::refresh`] and the contract's "Token semantics").
-    pub async fn refresh(&self, presented: &str) -> Result<TokenPair, AuthError> {
-        let token = RefreshToken::parse(presented).ok_or(AuthError::InvalidRefreshToken)?;
+    pub async fn refresh(&self, presented: &str) -> Result<RefreshOutcome, Error> {
+        let Some(token) = RefreshToken::parse(presented) else {
+            return Ok(RefreshOutcome::Unknown);
+        };
         let hash = token.hash();
-        let db = &self.inner.db;
-        let policy = &self.inner.policy;
-        let now = Utc::now();
-        let lookups = &self.inner.lookups;
-        let mut record = lookups
-            .find_refresh(&hash)
-            .await?
-            .ok_or(AuthError::InvalidRefreshToken)?;
-        // One retry: a lost rotation race re-reads the session and takes the grace path.
-        for _ in 0..2 {
-            if !is_live(&record, now) {
-                return Err(AuthError::InvalidRefreshToken);
+        let now = self.now();
+        let Some(record) = self.inner.repo.find_refresh(&hash).await? else {
+            return Ok(RefreshOutcome::Unknown);
+        };
+        let child = token.child(&self.inner.derivation_key);
+        let mut record = record;
+        let mut judgement = self.judge(&record, now);
+        if judgement == Judgement::Rotate {
+            let idle_expires_at = (now + self.inner.policy.refresh_ttl).min(record.expires_at);
+            let rotation = Rotation {
+                session_id: record.session_id,
+                from_generation: record.token_generation,
+                new_token_hash: child.hash(),
+                now,
+                idle_expires_at,
+            };
+            if self.inner.repo.rotate(rotation).await? {
+                let pair = self.token_pair(record.session(), now, &child, idle_expires_at)?;
+                return Ok(RefreshOutcome::Rotated(pair));
             }
-            let child = token.child(&self.inner.derivation_key);
-            if record.token_generation == record.current_generation {
-                if now >= record.idle_expires_at {
-                    return Err(AuthError::InvalidRefreshToken);
-                }
-                let idle_expires_at = (now + policy.refresh_ttl).min(record.expires_at);
-                let rotation = Rotation {
-                    session_id: record.session_id,
-                    from_generation: record.token_generation,
-                    new_token_hash: child.hash(),
-                    now,
-                    idle_expires_at,
-                };
-                if self.inner.rotations.rotate(rotation).await? {
-                    return Ok(self.token_pair(record.session(), now, &child, idle_expires_at)?);
-                }
-                record = lookups
-                    .find_refresh(&hash)
-                    .await?
-                    .ok_or(AuthError::InvalidRefreshToken)?;
-                continue;
-            }
-            // `now` was read before a concurrent rotation may have happened, so the age can be
-            // negative: that is the very case the grace window exists for.
-            let grace = TimeDelta::from_std(policy.refresh_grace).unwrap_or(TimeDelta::MAX);
-            let just_rotated = record.token_generation + 1 == record.current_generation
-                && !policy.refresh_grace.is_zero()
-                && now - record.rotated_at <= grace;
-            if just_rotated {
-                // The child of the presented token is the session's current token.
-                return Ok(self.token_pair(
-                    record.session(),
-                    now,
-                    &child,
-                    record.idle_expires_at,
-                )?);
-            }
-            break;
+            // A concurrent refresh of the same token won: judge what it left behind (within
+            // the grace window, its result again).
+            record = match self.inner.repo.find_refresh(&hash).await? {
+                Some(record) => record,
+                None => return Ok(RefreshOutcome::Unknown),
+            };
+            judgement = self.judge(&record, now);
         }
-        // An ancestor presented outside the grace window: the chain has leaked (RFC 9700 §4.14).
-        db.revoke_session(record.session_id, "refresh_token_reuse", now)
-            .await?;
-        tracing::warn!(
-            user_id = %record.user_id,
-            session_id = %record.session_id,
-            "refresh token reuse detected; session revoked"
-        );
-        Err(AuthError::InvalidRefreshToken)
+        Ok(match judgement {
+            Judgement::Rotate => {
+                return Err(anyhow::anyhow!("a lost rotation left its session unchanged").into())
+            }
+            Judgement::Grace => {
+                // The child of the presented token is the session's current token.
+                let pair =
+                    self.token_pair(record.session(), now, &child, record.idle_expires_at)?;
+                RefreshOutcome::Grace(pair)
+            }
+            Judgement::Reused => {
+                // The chain has leaked (RFC 9700 §4.14).
+                self.inner
+                    .repo
+                    .revoke_session(record.session_id, "refresh_token_reuse", now)
+                    .await?;
+                tracing::warn!(
+                    user_id = %record.user_id,
+                    session_id = %record.session_id,
+                    "refresh token reuse detected; session revoked"
+                );
+                RefreshOutcome::Reused
+            }
+            Judgement::Expired => RefreshOutcome::Expired,
+            Judgement::Revoked => RefreshOutcome::Revoked,
+        })
+    }
+
+    /// What a presented refresh token's record calls for at `now`.
+    fn judge(&self, record: &RefreshRecord, now: DateTime<Utc>) -> Judgement {
+        judge(record, now, self.inner.policy.refresh_grace)
     }
 
     /// Ends the session a refresh token belongs to (any token of the chain will do).
-    pub async fn logout_with_refresh(&self, presented: &str) -> Result<(), AuthError> {
-        let token = RefreshToken::parse(presented).ok_or(AuthError::InvalidRefreshToken)?;
+    pub async fn logout_with_refresh(&self, presented: &str) -> Result<(), Error> {
+        let token = RefreshToken::parse(presented).ok_or(Error::RefreshTokenRefused)?;
         let record = self
             .inner
-            .lookups
+            .repo
             .find_refresh(&token.hash())
             .await?
-            .ok_or(AuthError::InvalidRefreshToken)?;
+            .ok_or(Error::RefreshTokenRefused)?;
         if record.revoked_at.is_some() {
-            return Err(AuthError::InvalidRefreshToken);
+            return Err(Error::RefreshTokenRefused);
         }
-        self.end_session(record.user_id, record.session_id).await?;
-        Ok(())
+        self.end_session(record.user_id, record.session_id).await
     }
 
-    pub async fn end_session(&self, user_id: Uuid, session_id: Uuid) -> Result<(), ApiError> {
+    pub async fn end_session(&self, user_id: Uuid, session_id: Uuid) -> Result<(), Error> {
         self.inner
-            .db
-            .revoke_session(session_id, "logout", Utc::now())
+            .repo
+            .revoke_session(session_id, "logout", self.now())
             .await?;
         tracing::info!(user_id = %user_id, session_id = %session_id, "logout");
         Ok(())
     }
 
-    pub async fn end_all_sessions(&self, user_id: Uuid) -> Result<(), ApiError> {
+    pub async fn end_all_sessions(&self, user_id: Uuid) -> Result<(), Error> {
         let ended = self
             .inner
-            .db
-            .revoke_user_sessions(user_id, "logout_all", Utc::now())
+            .repo
+            .revoke_user_sessions(user_id, "logout_all", self.now())
             .await?;
         tracing::info!(user_id = %user_id, sessions = ended, "logout from all sessions");
         Ok(())
@@ -435,25 +498,23 @@ impl AuthService {
 
     /// Checks an access token and that its session is still live: the per-request
     /// revocation check that makes logout immediate on every replica.
-    pub async fn authenticate(&self, access_token: &str) -> Result<Authenticated, ApiError> {
+    pub async fn authenticate(&self, access_token: &str) -> Result<Authenticated, Error> {
         let claims = self
             .inner
             .keys
-            .verify(access_token, Utc::now().timestamp())
+            .verify(access_token, self.now().timestamp())
             .map_err(|e| {
-                ApiError::Unauthorized(AuthFailure::InvalidToken(match e {
-                    TokenError::Expired => "the access token has expired",
-                    TokenError::Invalid => "the access token is invalid",
-                }))
+                Error::AccessTokenRefused(match e {
+                    TokenError::Expired => TokenRefusal::Expired,
+                    TokenError::Invalid => TokenRefusal::Invalid,
+                })
             })?;
         let user = self
             .inner
-            .lookups
+            .repo
             .session_user(claims.sid, claims.sub)
             .await?
-            .ok_or(ApiError::Unauthorized(AuthFailure::InvalidToken(
-                "the session has ended",
-            )))?;
+            .ok_or(Error::AccessTokenRefused(TokenRefusal::SessionEnded))?;
         Ok(Authenticated {
             user,
             session_id: claims.sid,
@@ -483,11 +544,53 @@ impl AuthService {
         };
         Ok(TokenPair {
             access_token: keys.sign(&claims)?,
-            token_type: "bearer",
             expires_in: (exp - now).num_seconds().max(0),
             refresh_token: refresh.encode(),
             refresh_expires_in: (idle_expires_at - now).num_seconds().max(0),
         })
+    }
+}
+
+/// What a presented refresh token's record calls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Judgement {
+    /// It is the session's current token, within its lifetimes: rotate it.
+    Rotate,
+    /// Its child is current and it was rotated within the grace window: answer with the child.
+    Grace,
+    /// Rotated away earlier, or an older ancestor.
+    Reused,
+    /// Past the session's idle or absolute lifetime.
+    Expired,
+    /// The session was ended or the account disabled.
+    Revoked,
+}
+
+/// The refresh rules of the contract ("Token semantics"), as a function of the stored state.
+fn judge(record: &RefreshRecord, now: DateTime<Utc>, grace: Duration) -> Judgement {
+    if record.revoked_at.is_some() || record.disabled_at.is_some() {
+        return Judgement::Revoked;
+    }
+    if now >= record.expires_at {
+        return Judgement::Expired;
+    }
+    if record.token_generation == record.current_generation {
+        return if now >= record.idle_expires_at {
+            Judgement::Expired
+        } else {
+            Judgement::Rotate
+        };
+    }
+    // `now` may have been read before a concurrent rotation happened, so the age can be
+    // negative: that is the very case the grace window exists for.
+    let window = TimeDelta::from_std(grace).unwrap_or(TimeDelta::MAX);
+    let just_rotated = record.token_generation + 1 == record.current_generation
+        && !grace.is_zero()
+        && now - record.rotated_at <= window;
+    if just_rotated {
+        Judgement::Grace
+    } else {
+        Judgement::Reused
     }
 }
 
@@ -531,14 +634,79 @@ impl RefreshRecord {
     }
 }
 
-/// A refresh record whose session can still be refreshed at all.
-fn is_live(record: &RefreshRecord, now: DateTime<Utc>) -> bool {
-    record.revoked_at.is_none() && record.disabled_at.is_none() && now < record.expires_at
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(token_generation: i64, current_generation: i64) -> (RefreshRecord, DateTime<Utc>) {
+        let now = Utc::now();
+        let record = RefreshRecord {
+            session_id: Uuid::new_v4(),
+            token_generation,
+            current_generation,
+            user_id: Uuid::new_v4(),
+            username: "alice".into(),
+            rotated_at: now,
+            idle_expires_at: now + TimeDelta::hours(1),
+            expires_at: now + TimeDelta::hours(2),
+            revoked_at: None,
+            disabled_at: None,
+        };
+        (record, now)
+    }
+
+    const GRACE: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn the_current_token_is_rotated_until_its_idle_or_absolute_end() {
+        let (mut r, now) = record(3, 3);
+        assert_eq!(judge(&r, now, GRACE), Judgement::Rotate);
+        assert_eq!(
+            judge(&r, now + TimeDelta::hours(1), GRACE),
+            Judgement::Expired
+        );
+        r.idle_expires_at = now + TimeDelta::hours(5);
+        assert_eq!(
+            judge(&r, now + TimeDelta::hours(2), GRACE),
+            Judgement::Expired
+        );
+    }
+
+    #[test]
+    fn the_parent_within_the_window_gets_grace_and_anything_older_is_reuse() {
+        let (r, now) = record(2, 3);
+        assert_eq!(judge(&r, now, GRACE), Judgement::Grace);
+        assert_eq!(
+            judge(&r, now + TimeDelta::seconds(10), GRACE),
+            Judgement::Grace
+        );
+        assert_eq!(
+            judge(&r, now + TimeDelta::seconds(11), GRACE),
+            Judgement::Reused
+        );
+        // Read before the rotation that beat it: a negative age is within the window.
+        assert_eq!(
+            judge(&r, now - TimeDelta::seconds(1), GRACE),
+            Judgement::Grace
+        );
+        assert_eq!(
+            judge(&r, now, Duration::ZERO),
+            Judgement::Reused,
+            "grace off"
+        );
+        let (grandparent, now) = record(1, 3);
+        assert_eq!(judge(&grandparent, now, GRACE), Judgement::Reused);
+    }
+
+    #[test]
+    fn an_ended_session_or_disabled_account_is_revoked_before_anything_else() {
+        let (mut r, now) = record(1, 3);
+        r.revoked_at = Some(now);
+        assert_eq!(judge(&r, now, GRACE), Judgement::Revoked);
+        let (mut r, now) = record(3, 3);
+        r.disabled_at = Some(now);
+        assert_eq!(judge(&r, now, GRACE), Judgement::Revoked);
+    }
 
     #[test]
     fn the_lock_doubles_from_the_fifth_failure_up_to_fifteen_minutes() {

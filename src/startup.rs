@@ -3,11 +3,15 @@
 use std::{
     future::Future,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::Arc,
     time::Duration,
 };
 
 use anyhow::Context;
-use axum::{body::Body, extract::Request};
+use axum::{
+    body::Body,
+    extract::{ConnectInfo, Request},
+};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
@@ -19,14 +23,11 @@ use tower::ServiceExt;
 
 use crate::{
     auth::PasswordHasher,
+    clock::{Clock, SystemClock},
     config::Config,
     domain::Password,
-    http::{
-        self,
-        clients::{self, Clients},
-        HttpLimits,
-    },
-    repo::Db,
+    http::{self, clients::Clients, HttpLimits},
+    repo::Repo,
     service::AuthService,
     state::AppState,
 };
@@ -36,6 +37,7 @@ pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     state: AppState,
+    repo: Repo,
     limits: HttpLimits,
     header_timeout: Duration,
 }
@@ -47,12 +49,17 @@ impl Application {
     /// Connects to the database, applies migrations, loads or creates the keys and binds the
     /// listener. Fails without serving anything if any step fails.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let db = connect_and_migrate(config).await?;
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`Application::build`] with the time read from `clock` (tests set it).
+    pub async fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let repo = open_repo(config).await?;
         // Building the hasher computes its dummy hash: ~20 ms of CPU, kept off the runtime.
         let hasher = tokio::task::spawn_blocking(PasswordHasher::per_core).await??;
         let warm = hasher.clone();
         tokio::spawn(async move { warm.run(|_| Password::warm_up()).await });
-        let auth = AuthService::load(db.clone(), hasher, config)
+        let auth = AuthService::load(repo.clone(), hasher, clock, config)
             .await
             .context("cannot load signing keys")?;
 
@@ -69,9 +76,9 @@ impl Application {
             addr,
             state: AppState {
                 auth,
-                db,
                 clients: Clients::new(config),
             },
+            repo,
             limits,
             header_timeout: config.header_timeout,
         })
@@ -97,12 +104,12 @@ impl Application {
             listener,
             addr,
             state,
+            repo,
             limits,
             header_timeout,
         } = self;
-        let db = state.db.clone();
         state.clients.spawn_pruning(Duration::from_secs(60));
-        let housekeeping = tokio::spawn(housekeeping(db.clone()));
+        let housekeeping = tokio::spawn(housekeeping(repo.clone()));
         let app = http::router(state, &limits);
 
         let mut http = hyper::server::conn::http1::Builder::new();
@@ -126,15 +133,17 @@ impl Application {
                 () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
-            let service = app
-                .clone()
-                .map_request(|req: Request<Incoming>| req.map(Body::new));
+            let service = app.clone().map_request(move |req: Request<Incoming>| {
+                let mut req = req.map(Body::new);
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            });
             let connection =
                 http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
             let connection = graceful.watch(connection);
-            tokio::spawn(clients::with_peer(peer, async move {
+            tokio::spawn(async move {
                 let _ = connection.await;
-            }));
+            });
         }
         drop(listener);
         if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
@@ -144,7 +153,7 @@ impl Application {
             tracing::warn!("in-flight requests still running after the grace period; closing");
         }
         housekeeping.abort();
-        db.close().await;
+        repo.close().await;
         tracing::info!("authd stopped");
         Ok(())
     }
@@ -152,12 +161,12 @@ impl Application {
 
 /// Hourly: forgets failed-login counts untouched for a day, so that junk login names do not
 /// accumulate.
-async fn housekeeping(db: Db) {
+async fn housekeeping(repo: Repo) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tick.tick().await;
         let stale = chrono::Utc::now() - chrono::TimeDelta::days(1);
-        if let Err(e) = db.prune_login_failures(stale).await {
+        if let Err(e) = repo.prune_login_failures(stale).await {
             tracing::warn!(error = %e, "pruning failed-login counts failed");
         }
     }
@@ -165,18 +174,15 @@ async fn housekeeping(db: Db) {
 
 /// Applies the migrations of the configured database and returns.
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    connect_and_migrate(config).await?.close().await;
+    open_repo(config).await?.close().await;
     Ok(())
 }
 
-async fn connect_and_migrate(config: &Config) -> anyhow::Result<Db> {
-    let db = Db::connect(config)
+/// Opens the configured database and applies its migrations.
+async fn open_repo(config: &Config) -> anyhow::Result<Repo> {
+    Repo::connect(config)
         .await
-        .context("cannot connect to the database (DATABASE_URL)")?;
-    db.migrate()
-        .await
-        .context("cannot apply database migrations")?;
-    Ok(db)
+        .context("cannot open the database and apply its migrations (DATABASE_URL)")
 }
 
 /// Asks a running authd at `addr` for `GET /healthz`; `Ok` on a `200`. An unspecified listen

@@ -2,11 +2,10 @@
 
 use axum::extract::FromRef;
 
-use crate::{http::clients::Clients, repo::Db, service::AuthService};
+use crate::{http::clients::Clients, service::AuthService};
 
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub auth: AuthService,
-    pub db: Db,
     pub clients: Clients,
 }

@@ -1,13 +1,12 @@
-//! Credentials: password hashing, access tokens (JWT), refresh tokens, and the extractor that
-//! turns a request's `Authorization` header into an authenticated user.
+//! Credentials: password hashing (argon2id), access tokens (JWT keys and claims) and refresh
+//! tokens (random values, their hashes and their derivation). Nothing here knows HTTP or the
+//! service that uses it.
 
-pub mod extract;
 pub mod jwt;
 pub mod password;
 pub mod refresh;
 pub mod workers;
 
-pub use extract::AuthUser;
 pub use jwt::{AccessClaims, TokenKeys};
 pub use password::PasswordHasher;
 pub use refresh::RefreshToken;

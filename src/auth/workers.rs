@@ -10,10 +10,9 @@
 use std::{
     panic::{catch_unwind, AssertUnwindSafe},
     sync::{
-        mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError},
+        mpsc::{sync_channel, Receiver, SyncSender, TrySendError},
         Arc, Mutex,
     },
-    time::Duration,
 };
 
 use tokio::sync::oneshot;
@@ -37,19 +36,16 @@ pub struct CpuPool {
 }
 
 impl CpuPool {
-    /// `workers` threads, and room for `queue` jobs waiting for one. With `idle`, a pool
-    /// thread calls `idle.hook` each time the queue has stayed empty for `idle.after` (and
-    /// again every `idle.after` while it stays so).
-    pub fn new(workers: usize, queue: usize, idle: Option<Idle>) -> std::io::Result<Self> {
+    /// `workers` threads, and room for `queue` jobs waiting for one.
+    pub fn new(workers: usize, queue: usize) -> std::io::Result<Self> {
         let workers = workers.max(1);
         let (sender, receiver) = sync_channel::<Job>(queue);
         let receiver = Arc::new(Mutex::new(receiver));
         for i in 0..workers {
             let receiver = receiver.clone();
-            let idle = idle.clone();
             std::thread::Builder::new()
                 .name(format!("authd-hash-{i}"))
-                .spawn(move || work(&receiver, idle))?;
+                .spawn(move || work(&receiver))?;
         }
         Ok(Self {
             sender,
@@ -80,33 +76,15 @@ impl CpuPool {
     }
 }
 
-/// What a pool does when it has had no work for a while (see [`CpuPool::new`]).
-#[derive(Clone)]
-pub struct Idle {
-    pub after: Duration,
-    pub hook: Arc<dyn Fn() + Send + Sync>,
-}
-
-fn work(receiver: &Mutex<Receiver<Job>>, idle: Option<Idle>) {
+fn work(receiver: &Mutex<Receiver<Job>>) {
     lower_priority();
     loop {
-        // One thread at a time waits on the queue (the others on the lock), so the hook
-        // runs once per idle period, not once per thread.
-        let job = match (receiver.lock(), &idle) {
-            (Ok(receiver), Some(idle)) => receiver.recv_timeout(idle.after),
-            (Ok(receiver), None) => receiver.recv().map_err(RecvTimeoutError::from),
-            (Err(_), _) => return,
+        // One thread at a time waits on the queue, the others on the lock.
+        let job = match receiver.lock() {
+            Ok(receiver) => receiver.recv(),
+            Err(_) => return,
         };
-        let job = match job {
-            Ok(job) => job,
-            Err(RecvTimeoutError::Timeout) => {
-                if let Some(idle) = &idle {
-                    (idle.hook)();
-                }
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
+        let Ok(job) = job else { return };
         // A panicking job loses its own result (its caller sees `Stopped`), not the thread.
         let _ = catch_unwind(AssertUnwindSafe(job));
     }
@@ -124,17 +102,19 @@ fn lower_priority() {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[tokio::test]
     async fn runs_jobs_and_returns_their_results() {
-        let pool = CpuPool::new(2, 4, None).unwrap();
+        let pool = CpuPool::new(2, 4).unwrap();
         assert_eq!(pool.run(|| 6 * 7).await, Ok(42));
     }
 
     #[tokio::test]
     async fn refuses_at_once_beyond_workers_plus_queue() {
-        let pool = CpuPool::new(1, 2, None).unwrap();
+        let pool = CpuPool::new(1, 2).unwrap();
         assert_eq!(pool.capacity(), 3);
         let (release, gate) = std::sync::mpsc::channel::<()>();
         let gate = Arc::new(Mutex::new(gate));
@@ -163,7 +143,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_job_does_not_kill_its_thread() {
-        let pool = CpuPool::new(1, 1, None).unwrap();
+        let pool = CpuPool::new(1, 1).unwrap();
         assert_eq!(
             pool.run(|| panic!("boom")).await,
             Err::<(), _>(PoolError::Stopped)

@@ -3,11 +3,13 @@
 mod email;
 mod full_name;
 mod password;
+mod signing_key;
 mod user;
 mod username;
 
 pub use email::Email;
 pub use full_name::FullName;
 pub use password::{Password, PasswordPolicyError};
+pub use signing_key::StoredSigningKey;
 pub use user::{User, UserId};
 pub use username::Username;

@@ -12,16 +12,13 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::{
+    error::{ApiError, OAuthError},
+    extract::{require_bearer, AuthUser},
     json::{body_error, has_content_type, is_json, parse_json, ApiJson},
-    token::{grant_error, token_response},
+    token::{refreshed, token_response},
     ClientInfo,
 };
-use crate::{
-    auth::{extract::require_bearer, AuthUser},
-    error::{ApiError, OAuthError},
-    service::AuthService,
-    state::AppState,
-};
+use crate::{service::AuthService, state::AppState};
 
 /// Login and refresh: rate-limited with the other credential endpoints.
 pub fn credential_router() -> Router<AppState> {
@@ -61,7 +58,7 @@ async fn login(
     let pair = auth
         .login(&username, password, client)
         .await
-        .map_err(|e| grant_error(e, StatusCode::UNAUTHORIZED))?;
+        .map_err(|e| OAuthError::from_service(e, StatusCode::UNAUTHORIZED))?;
     Ok(token_response(pair))
 }
 
@@ -71,10 +68,7 @@ async fn refresh(
     ApiJson(body): ApiJson<RefreshBody>,
 ) -> Result<Response, OAuthError> {
     let presented = body.refresh_token.ok_or_else(|| missing("refresh_token"))?;
-    let pair = auth
-        .refresh(&presented)
-        .await
-        .map_err(|e| grant_error(e, StatusCode::UNAUTHORIZED))?;
+    let pair = refreshed(&auth, &presented, StatusCode::UNAUTHORIZED).await?;
     Ok(token_response(pair))
 }
 
@@ -95,13 +89,15 @@ async fn logout(
         if let Some(presented) = parse_json::<RefreshBody>(&body)?.refresh_token {
             auth.logout_with_refresh(&presented)
                 .await
-                .map_err(|e| grant_error(e, StatusCode::UNAUTHORIZED))?;
+                .map_err(|e| OAuthError::from_service(e, StatusCode::UNAUTHORIZED))?;
             return Ok(StatusCode::NO_CONTENT);
         }
     }
     let token = require_bearer(&headers)?;
-    let found = auth.authenticate(token).await?;
-    auth.end_session(found.user.id, found.session_id).await?;
+    let found = auth.authenticate(token).await.map_err(ApiError::from)?;
+    auth.end_session(found.user.id, found.session_id)
+        .await
+        .map_err(ApiError::from)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -2,14 +2,13 @@
 //! a trusted proxy) and the per-IP rate limit on the credential endpoints.
 
 use std::{
-    future::Future,
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::{IpAddr, SocketAddr},
     sync::Arc,
     time::Duration,
 };
 
 use axum::{
-    extract::{Request, State},
+    extract::{ConnectInfo, Request, State},
     http::HeaderMap,
     middleware::Next,
     response::{IntoResponse, Response},
@@ -17,7 +16,8 @@ use axum::{
 use governor::{clock::Clock, DefaultKeyedRateLimiter, Quota};
 use ipnet::IpNet;
 
-use crate::{config::Config, error::ApiError};
+use super::error::ApiError;
+use crate::config::Config;
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
@@ -99,29 +99,17 @@ impl Clients {
     }
 }
 
-tokio::task_local! {
-    /// The peer of the connection whose requests the current task serves.
-    static PEER: SocketAddr;
-}
-
-/// Serves one accepted connection with its peer's address known to the requests on it
-/// ([`peer_ip`]). A task-local rather than a request extension: hyper polls each request's
-/// future inside its connection's, and an extension would cost every request three
-/// allocations (the extension map, its table and the boxed value).
-pub fn with_peer<F: Future>(peer: SocketAddr, connection: F) -> impl Future<Output = F::Output> {
-    PEER.scope(peer, connection)
-}
-
-/// The peer address of the connection being served (unspecified outside [`with_peer`]).
-pub fn peer_ip() -> IpAddr {
-    PEER.try_with(SocketAddr::ip)
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+/// The peer address of the connection a request came on (`ConnectInfo`, which the server
+/// sets on every request); unspecified if absent.
+pub fn peer_ip(req: &axum::http::Extensions) -> IpAddr {
+    req.get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(peer)| peer.ip())
 }
 
 /// Middleware for the credential endpoints: `429` with `Retry-After` once a client IP has
 /// used up its attempts.
 pub async fn rate_limit(State(clients): State<Clients>, req: Request, next: Next) -> Response {
-    let ip = clients.client_ip(peer_ip(), req.headers());
+    let ip = clients.client_ip(peer_ip(req.extensions()), req.headers());
     if let Err(retry_after_secs) = clients.check(ip) {
         tracing::warn!(client_ip = %ip, "rate limit exceeded");
         return ApiError::TooManyRequests { retry_after_secs }.into_response();

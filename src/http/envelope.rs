@@ -27,7 +27,7 @@ use tower::{Layer, Service};
 use tracing::{field::Empty, Instrument};
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use super::error::ApiError;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest request target (path and query) accepted; no authd URL comes near it.
@@ -143,7 +143,7 @@ where
                             timeout_ms = timeout.as_millis() as u64,
                             "request timed out"
                         );
-                        ApiError::Unavailable.into_response()
+                        ApiError::Unavailable(None).into_response()
                     }
                 },
             };

@@ -5,7 +5,8 @@ use std::time::Duration;
 use axum::{extract::State, routing::get, Json, Router};
 use serde_json::{json, Value};
 
-use crate::{error::ApiError, repo::Db, state::AppState};
+use super::error::ApiError;
+use crate::{service::AuthService, state::AppState};
 
 /// A readiness check that takes longer than this counts as the database being down.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -22,9 +23,10 @@ async fn healthz() -> Json<Value> {
 }
 
 /// `200` when the database answers, `503` otherwise.
-async fn readyz(State(db): State<Db>) -> Result<Json<Value>, ApiError> {
-    match tokio::time::timeout(READY_TIMEOUT, db.ping()).await {
+async fn readyz(State(auth): State<AuthService>) -> Result<Json<Value>, ApiError> {
+    match tokio::time::timeout(READY_TIMEOUT, auth.ready()).await {
         Ok(Ok(())) => Ok(Json(json!({ "status": "ready" }))),
-        _ => Err(ApiError::Unavailable),
+        Ok(Err(e)) => Err(ApiError::Unavailable(Some(e.into()))),
+        Err(_) => Err(ApiError::Unavailable(None)),
     }
 }

@@ -2,48 +2,27 @@
 //! text, and the JSON response.
 
 use axum::{
-    body::{Body, Bytes},
+    body::Bytes,
     extract::{rejection::BytesRejection, FromRequest, Request},
-    http::{header::CONTENT_TYPE, HeaderMap, HeaderValue, StatusCode},
+    http::{header::CONTENT_TYPE, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
+    Json,
 };
-use bytes::{BufMut, BytesMut};
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::error::{ApiError, FieldError};
+use super::error::{ApiError, FieldError};
 
 /// Largest request body accepted anywhere, in bytes; beyond it, `413`.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// Room for every response authd writes (a user, a token pair) without growing the buffer,
-/// and under glibc's 1 KiB large-chunk size, whose allocation first consolidates the heap.
-const RESPONSE_CAPACITY: usize = 768;
-/// Room for the headers of a response, so that its map is allocated once: its own two
-/// (`Content-Type`, and the `Content-Length` axum adds) and those the envelope adds.
-const RESPONSE_HEADERS: usize = 2 + super::envelope::ADDED_HEADERS;
-
-/// Like `axum::Json`. As an extractor, a wrong content type is `415`, bad JSON `400`, a field
-/// of the wrong type `422` naming the field, and an oversized body `413`, all as
-/// [`ApiError`]s. As a response, the body is written into one buffer of
-/// [`RESPONSE_CAPACITY`] and the header map is made with room for the envelope's headers
-/// (`axum::Json` starts at 128 bytes and grows, and its map grows again in the envelope).
+/// Like `axum::Json`, but as an extractor a wrong content type is `415`, bad JSON `400`, a
+/// field of the wrong type `422` naming the field, and an oversized body `413`, all as
+/// [`ApiError`]s. As a response it is `axum::Json`.
 pub struct ApiJson<T>(pub T);
 
 impl<T: Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
-        let mut body = BytesMut::with_capacity(RESPONSE_CAPACITY).writer();
-        if let Err(e) = serde_json::to_writer(&mut body, &self.0) {
-            // Only a type with a failing `Serialize` impl gets here; none of authd's does.
-            let e = anyhow::Error::new(e).context("serializing a response");
-            return ApiError::Internal(e).into_response();
-        }
-        // (Frozen `BytesMut`, not a `Vec`: a `Vec` with spare capacity becomes `Bytes` through
-        // one more allocation.)
-        let mut response = Response::new(Body::from(body.into_inner().freeze()));
-        let headers = response.headers_mut();
-        *headers = HeaderMap::with_capacity(RESPONSE_HEADERS);
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        response
+        Json(self.0).into_response()
     }
 }
 

@@ -4,6 +4,8 @@
 mod auth;
 pub mod clients;
 mod envelope;
+pub mod error;
+pub mod extract;
 mod health;
 pub mod json;
 mod token;
@@ -22,9 +24,10 @@ use axum::{
 use tower::{Service, ServiceBuilder};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::{error::ApiError, service::ClientInfo, state::AppState};
+use crate::{service::ClientInfo, state::AppState};
 use clients::Clients;
 use envelope::{EnvelopeLayer, REQUEST_ID};
+use error::ApiError;
 
 /// Longest `User-Agent` kept with a session.
 const MAX_USER_AGENT: usize = 256;
@@ -99,7 +102,7 @@ where
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let peer = clients::peer_ip();
+        let peer = clients::peer_ip(&parts.extensions);
         let ip = Clients::from_ref(state).client_ip(peer, &parts.headers);
         let user_agent = parts
             .headers

@@ -10,14 +10,15 @@ use axum::{
     Router,
 };
 use secrecy::SecretString;
+use serde::Serialize;
 
 use super::{
+    error::{no_store, OAuthError},
     json::{has_content_type, read_body, ApiJson},
     ClientInfo,
 };
 use crate::{
-    error::{no_store, ApiError, OAuthError},
-    service::{AuthError, AuthService, TokenPair},
+    service::{AuthService, RefreshOutcome, TokenPair},
     state::AppState,
 };
 
@@ -49,14 +50,12 @@ async fn token(
             let password = SecretString::from(required(&mut params, "password")?);
             auth.login(&username, password, client)
                 .await
-                .map_err(|e| grant_error(e, StatusCode::UNAUTHORIZED))?
+                .map_err(|e| OAuthError::from_service(e, StatusCode::UNAUTHORIZED))?
         }
         "refresh_token" => {
             let refresh_token = required(&mut params, "refresh_token")?;
             // RFC 6749 §5.2: a bad refresh token at the token endpoint is a 400 invalid_grant.
-            auth.refresh(&refresh_token)
-                .await
-                .map_err(|e| grant_error(e, StatusCode::BAD_REQUEST))?
+            refreshed(&auth, &refresh_token, StatusCode::BAD_REQUEST).await?
         }
         other => {
             return Err(OAuthError::UnsupportedGrantType(
@@ -90,25 +89,44 @@ fn required(params: &mut HashMap<String, String>, name: &str) -> Result<String, 
         .ok_or_else(|| OAuthError::InvalidRequest(format!("missing parameter {name:?}")))
 }
 
-/// Maps a failed grant to `invalid_grant` with the endpoint's status for it.
-pub(super) fn grant_error(e: AuthError, status: StatusCode) -> OAuthError {
-    let description = match e {
-        AuthError::InvalidCredentials => "incorrect username or password",
-        AuthError::InvalidRefreshToken => "the refresh token is invalid, expired or revoked",
-        AuthError::Throttled { retry_after_secs } => {
-            return OAuthError::Api(ApiError::TooManyRequests { retry_after_secs })
-        }
-        AuthError::Api(api) => return OAuthError::Api(api),
-    };
-    OAuthError::InvalidGrant {
-        status,
-        description,
+/// Refreshes `presented`: the new pair, or `invalid_grant` with `status`.
+pub(super) async fn refreshed(
+    auth: &AuthService,
+    presented: &str,
+    status: StatusCode,
+) -> Result<TokenPair, OAuthError> {
+    match auth.refresh(presented).await {
+        Ok(RefreshOutcome::Rotated(pair) | RefreshOutcome::Grace(pair)) => Ok(pair),
+        Ok(
+            RefreshOutcome::Reused
+            | RefreshOutcome::Unknown
+            | RefreshOutcome::Expired
+            | RefreshOutcome::Revoked,
+        ) => Err(OAuthError::refresh_refused(status)),
+        Err(e) => Err(OAuthError::from_service(e, status)),
     }
+}
+
+/// The token response of RFC 6749 §5.1, with authd's `refresh_expires_in`.
+#[derive(Serialize)]
+struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+    refresh_token: String,
+    refresh_expires_in: i64,
 }
 
 /// `200` with the pair, never cached.
 pub(super) fn token_response(pair: TokenPair) -> Response {
-    let mut response = ApiJson(pair).into_response();
+    let mut response = ApiJson(TokenResponse {
+        access_token: pair.access_token,
+        token_type: "bearer",
+        expires_in: pair.expires_in,
+        refresh_token: pair.refresh_token,
+        refresh_expires_in: pair.refresh_expires_in,
+    })
+    .into_response();
     no_store(&mut response);
     response
 }

@@ -4,11 +4,13 @@ use axum::{extract::State, http::StatusCode, routing::get, routing::post, Router
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::json::ApiJson;
-use crate::{
-    auth::AuthUser,
-    domain::{Email, FullName, User, Username},
+use super::{
     error::{ApiError, FieldError},
+    extract::AuthUser,
+    json::ApiJson,
+};
+use crate::{
+    domain::{Email, FullName, User, Username},
     service::{AuthService, Registration},
     state::AppState,
 };

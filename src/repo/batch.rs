@@ -34,10 +34,12 @@ pub async fn ask<Q, R>(queue: &Queue<Q, R>, query: Q) -> RepoResult<R> {
     queue
         .send(Item { query, reply })
         .await
-        .map_err(|_| RepoError::Shared { unavailable: false })?;
-    answer
-        .await
-        .map_err(|_| RepoError::Shared { unavailable: false })?
+        .map_err(|_| stopped())?;
+    answer.await.map_err(|_| stopped())?
+}
+
+fn stopped() -> RepoError {
+    RepoError::other("the statement dispatcher has stopped")
 }
 
 /// Starts a dispatcher on the current Tokio runtime that hands each group of queued items to
@@ -86,35 +88,24 @@ where
     queue
 }
 
-/// Runs a shared statement with [`STATEMENT_TIMEOUT`].
-pub async fn with_timeout<T>(
-    statement: impl Future<Output = Result<T, RepoError>>,
-) -> Result<T, RepoError> {
+/// Runs a statement with [`STATEMENT_TIMEOUT`]; one that takes longer is "unavailable".
+pub async fn with_timeout<T>(statement: impl Future<Output = RepoResult<T>>) -> RepoResult<T> {
     tokio::time::timeout(STATEMENT_TIMEOUT, statement)
         .await
-        .unwrap_or(Err(RepoError::Shared { unavailable: true }))
+        .unwrap_or_else(|_| Err(RepoError::unavailable("the statement timed out")))
 }
 
-/// Answers every item of a group whose shared statement failed. The error itself is not
-/// `Clone`: it is logged once here, and each request gets only whether it is worth retrying
-/// later.
-pub fn fail_all<R>(
-    replies: impl ExactSizeIterator<Item = oneshot::Sender<RepoResult<R>>>,
-    err: &RepoError,
-    what: &str,
-) {
-    let unavailable = match err {
-        RepoError::Unavailable(_) => true,
-        RepoError::Shared { unavailable } => *unavailable,
-        _ => false,
-    };
-    let items = replies.len();
-    if unavailable {
-        tracing::warn!(items, "{what}: database unavailable");
-    } else {
-        tracing::error!(error = ?err, items, "{what} failed");
+/// Answers every item of a group whose shared statement failed with its error, logged once
+/// here for the whole group.
+pub fn fail_all<Q, R>(items: Vec<Item<Q, R>>, err: &RepoError, what: &str) {
+    let count = items.len();
+    match err {
+        RepoError::Unavailable(cause) => {
+            tracing::warn!(items = count, error = %cause, "{what}: database unavailable")
+        }
+        other => tracing::error!(items = count, error = %other, "{what} failed"),
     }
-    for reply in replies {
-        let _ = reply.send(Err(RepoError::Shared { unavailable }));
+    for item in items {
+        let _ = item.reply.send(Err(err.clone()));
     }
 }

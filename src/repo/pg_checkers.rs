@@ -9,11 +9,8 @@ use sqlx::{postgres::PgConnectOptions, ConnectOptions, PgConnection};
 use tokio::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
 
-use super::{
-    batch::STATEMENT_TIMEOUT,
-    sessions::{pg_session_users, SessionOwner},
-    RepoError, RepoResult,
-};
+use super::{batch, sessions::pg_session_users, RepoResult};
+use crate::domain::User;
 
 pub struct PgCheckers {
     options: PgConnectOptions,
@@ -39,8 +36,8 @@ impl PgCheckers {
         self.connections[0].lock().await
     }
 
-    /// [`super::Db::session_users`] on one of these connections.
-    pub async fn session_users(&self, session_ids: &[Uuid]) -> RepoResult<Vec<SessionOwner>> {
+    /// The live sessions among `session_ids`, with their owners, on one of these connections.
+    pub async fn session_users(&self, session_ids: &[Uuid]) -> RepoResult<Vec<(Uuid, User)>> {
         let mut slot = self.slot().await;
         let work = async {
             let connection = match slot.as_mut() {
@@ -49,17 +46,11 @@ impl PgCheckers {
             };
             pg_session_users(connection, session_ids).await
         };
-        match tokio::time::timeout(STATEMENT_TIMEOUT, work).await {
-            Ok(Ok(rows)) => Ok(rows),
+        let result = batch::with_timeout(work).await;
+        if result.is_err() {
             // A connection that failed, or was left mid-statement, is not used again.
-            Ok(Err(err)) => {
-                *slot = None;
-                Err(err.into())
-            }
-            Err(_) => {
-                *slot = None;
-                Err(RepoError::Shared { unavailable: true })
-            }
+            *slot = None;
         }
+        result
     }
 }

@@ -6,30 +6,18 @@ use std::collections::HashSet;
 
 use uuid::Uuid;
 
-use super::{batch, Db, RepoResult, Rotation};
+use super::{batch, sessions::rotate_group, Db, Rotation};
 
-/// The rotation queue; cheap to clone. Its dispatcher ends with the last handle.
-#[derive(Clone, Debug)]
-pub struct Rotations {
-    queue: batch::Queue<Rotation, bool>,
-}
+pub type Queue = batch::Queue<Rotation, bool>;
 
-impl Rotations {
-    /// Starts the dispatcher on the current Tokio runtime. SQLite has one writer, so one
-    /// statement runs at a time; PostgreSQL runs two, on different connections.
-    pub fn start(db: Db) -> Self {
-        let in_flight = match db {
-            Db::Sqlite(_) => 1,
-            Db::Postgres(_) => 2,
-        };
-        let queue = batch::start(in_flight, move |pending| apply(db.clone(), pending));
-        Self { queue }
-    }
-
-    /// Applies one rotation (see [`Db::rotate_refresh`]); `true` if it won.
-    pub async fn rotate(&self, rotation: Rotation) -> RepoResult<bool> {
-        batch::ask(&self.queue, rotation).await
-    }
+/// Starts the dispatcher. SQLite has one writer, so one statement runs at a time; PostgreSQL
+/// runs two, on different connections.
+pub fn start(db: Db) -> Queue {
+    let in_flight = match db {
+        Db::Sqlite(_) => 1,
+        Db::Postgres(_) => 2,
+    };
+    batch::start(in_flight, move |pending| apply(db.clone(), pending))
 }
 
 async fn apply(db: Db, mut pending: Vec<batch::Item<Rotation, bool>>) {
@@ -42,16 +30,15 @@ async fn apply(db: Db, mut pending: Vec<batch::Item<Rotation, bool>>) {
             .into_iter()
             .partition(|p| sessions.insert(p.query.session_id));
         pending = later;
-        let (rotations, replies): (Vec<_>, Vec<_>) =
-            now.into_iter().map(|p| (p.query, p.reply)).unzip();
-        match batch::with_timeout(db.rotate_refresh(&rotations)).await {
+        let rotations: Vec<Rotation> = now.iter().map(|p| p.query.clone()).collect();
+        match batch::with_timeout(rotate_group(&db, &rotations)).await {
             Ok(won) => {
                 let won: HashSet<Uuid> = won.into_iter().collect();
-                for (rotation, reply) in rotations.iter().zip(replies) {
-                    let _ = reply.send(Ok(won.contains(&rotation.session_id)));
+                for item in now {
+                    let _ = item.reply.send(Ok(won.contains(&item.query.session_id)));
                 }
             }
-            Err(err) => batch::fail_all(replies.into_iter(), &err, "refresh rotation"),
+            Err(err) => batch::fail_all(now, &err, "refresh rotation"),
         }
     }
 }

@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{with_pool, Db, RepoResult};
+use super::{batch, rows, with_pool, Db, Repo, RepoResult};
 use crate::domain::User;
 
 /// A session to open, with the hash of its first refresh token (generation 0).
@@ -18,7 +18,7 @@ pub struct NewSession<'a> {
 }
 
 /// A presented refresh token, with the state of its session and user.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct RefreshRecord {
     pub session_id: Uuid,
     /// The generation of the presented token.
@@ -35,7 +35,7 @@ pub struct RefreshRecord {
 }
 
 /// Moves a session from `from_generation` to the next, whose token hash is `new_token_hash`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Rotation {
     pub session_id: Uuid,
     pub from_generation: i64,
@@ -44,34 +44,37 @@ pub struct Rotation {
     pub idle_expires_at: DateTime<Utc>,
 }
 
-/// A refresh token by hash, with its session and user: [`RefreshRecord`]'s fields, in order
-/// (sqlx reads them by name, the SQLite readers by position).
+/// A refresh token by hash, with its session and user ([`rows::refresh_record`]).
 pub(super) const FIND_REFRESH: &str =
-    "SELECT t.session_id, t.generation AS token_generation, s.generation AS current_generation, \
-     s.user_id, u.username, s.rotated_at, s.idle_expires_at, s.expires_at, s.revoked_at, u.disabled_at \
+    "SELECT t.session_id, t.generation, s.generation, s.user_id, u.username, s.rotated_at, \
+     s.idle_expires_at, s.expires_at, s.revoked_at, u.disabled_at \
      FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id \
      WHERE t.token_hash = $1";
 
-/// The session check's query, ending with each backend's test of `s.id`.
-macro_rules! session_users_where {
-    ($test:literal) => {
-        concat!(
-            "SELECT s.id AS session_id, u.id, u.username, u.email, u.full_name, u.created_at \
-             FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.revoked_at IS NULL AND u.disabled_at IS NULL AND ",
-            $test
-        )
-    };
-}
+/// The live sessions among `$1` (an array) whose owner is enabled, with the owner
+/// ([`rows::session_user`]): the per-request revocation check on PostgreSQL, for a group of
+/// requests in one statement. (On SQLite, [`super::sqlite_reader`] asks per session.)
+pub(super) const SESSION_USERS: &str =
+    "SELECT s.id, u.id, u.username, u.email, u.full_name, u.created_at \
+     FROM sessions s JOIN users u ON u.id = s.user_id \
+     WHERE s.id = ANY($1) AND s.revoked_at IS NULL AND u.disabled_at IS NULL";
 
-impl Db {
+/// One session check on SQLite: the session `$1`, if live and owned by `$2`, an enabled user,
+/// with its owner ([`rows::session_user`]).
+pub(super) const SESSION_USER: &str =
+    "SELECT s.id, u.id, u.username, u.email, u.full_name, u.created_at \
+     FROM sessions s JOIN users u ON u.id = s.user_id \
+     WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND u.disabled_at IS NULL";
+
+impl Repo {
     /// Opens a session and stores its first refresh token: one statement, whose trigger
     /// records the token in `refresh_tokens`, so both happen or neither.
     pub async fn create_session(&self, s: &NewSession<'_>) -> RepoResult<()> {
-        with_pool!(self, pool => {
+        with_pool!(self.db(), pool => {
             sqlx::query(
-                "INSERT INTO sessions (id, user_id, generation, token_hash, created_at, last_used_at, rotated_at, \
-                 idle_expires_at, expires_at, ip, user_agent) VALUES ($1, $2, 0, $3, $4, $4, $4, $5, $6, $7, $8)",
+                "INSERT INTO sessions (id, user_id, generation, token_hash, created_at, last_used_at, \
+                 rotated_at, idle_expires_at, expires_at, ip, user_agent) \
+                 VALUES ($1, $2, 0, $3, $4, $4, $4, $5, $6, $7, $8)",
             )
             .bind(s.id)
             .bind(s.user_id)
@@ -82,42 +85,38 @@ impl Db {
             .bind(s.ip)
             .bind(s.user_agent)
             .execute(pool)
-            .await
-            .map(|_| ())
-        })?;
+            .await?;
+        });
         Ok(())
     }
 
+    /// A presented refresh token, by hash, with the state of its session and user. On SQLite
+    /// it is read on the calling thread through a direct connection.
     pub async fn find_refresh(&self, token_hash: &[u8]) -> RepoResult<Option<RefreshRecord>> {
-        let found = with_pool!(self, pool => {
-            sqlx::query_as::<_, RefreshRecord>(FIND_REFRESH)
-            .bind(token_hash)
-            .fetch_optional(pool)
-            .await
-        })?;
-        Ok(found)
+        match self.db() {
+            Db::Sqlite(_) => self.sqlite_readers().find_refresh(token_hash),
+            Db::Postgres(pool) => sqlx::query(FIND_REFRESH)
+                .bind(token_hash)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| rows::refresh_record(&row))
+                .transpose(),
+        }
     }
 
-    /// Applies rotations of distinct sessions as one statement. Each moves its session on
-    /// if, and only if, the session's current generation is still `from_generation` and it
-    /// is not revoked: a conditional update, so of many concurrent rotations of one token
-    /// exactly one wins. A trigger records each new token in `refresh_tokens` within the same
-    /// statement. Returns the sessions whose rotation won.
-    pub async fn rotate_refresh(&self, rotations: &[Rotation]) -> RepoResult<Vec<Uuid>> {
-        let sql = rotation_statement(self, rotations.len());
-        let won = with_pool!(self, pool => {
-            let mut query = sqlx::query_scalar::<_, Uuid>(&sql);
-            for r in rotations {
-                query = query
-                    .bind(r.session_id)
-                    .bind(r.from_generation)
-                    .bind(&r.new_token_hash[..])
-                    .bind(r.now)
-                    .bind(r.idle_expires_at);
-            }
-            query.fetch_all(pool).await
-        })?;
-        Ok(won)
+    /// Moves a session on to its next refresh token if, and only if, its current generation
+    /// is still `rotation.from_generation` and it is not revoked: of many concurrent rotations
+    /// of one token exactly one wins (`true`). Concurrent rotations of different sessions
+    /// share one statement ([`rotate_group`]).
+    pub async fn rotate(&self, rotation: Rotation) -> RepoResult<bool> {
+        batch::ask(self.rotations(), rotation).await
+    }
+
+    /// The user behind a session, if the session is live, belongs to `user_id`, and the
+    /// account is enabled: the per-request revocation check. Concurrent checks share one
+    /// read (see [`super::checks`]).
+    pub async fn session_user(&self, session_id: Uuid, user_id: Uuid) -> RepoResult<Option<User>> {
+        batch::ask(self.checks(), (session_id, user_id)).await
     }
 
     /// Ends one session. Returns false when it was already ended (or never existed).
@@ -127,16 +126,19 @@ impl Db {
         reason: &str,
         now: DateTime<Utc>,
     ) -> RepoResult<bool> {
-        let n = with_pool!(self, pool => {
-            sqlx::query("UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
-                .bind(now)
-                .bind(reason)
-                .bind(session_id)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
-        Ok(n == 1)
+        let ended = with_pool!(self.db(), pool => {
+            sqlx::query(
+                "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 \
+                 WHERE id = $3 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(reason)
+            .bind(session_id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(ended == 1)
     }
 
     /// Ends every live session of a user; returns how many were live.
@@ -146,73 +148,54 @@ impl Db {
         reason: &str,
         now: DateTime<Utc>,
     ) -> RepoResult<u64> {
-        let n = with_pool!(self, pool => {
+        let ended = with_pool!(self.db(), pool => {
             sqlx::query(
-                "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL",
+                "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 \
+                 WHERE user_id = $3 AND revoked_at IS NULL",
             )
             .bind(now)
             .bind(reason)
             .bind(user_id)
             .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
-        Ok(n)
-    }
-
-    /// The users behind `session_ids` whose session is live and whose account is enabled,
-    /// keyed by session id with the session's owner: the per-request revocation check,
-    /// for many requests at once (see [`super::Lookups`]).
-    pub async fn session_users(&self, session_ids: &[Uuid]) -> RepoResult<Vec<SessionOwner>> {
-        if session_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        match self {
-            Db::Postgres(pool) => Ok(pg_session_users(pool, session_ids).await?),
-            Db::Sqlite(pool) => {
-                let placeholders = (1..=session_ids.len())
-                    .map(|n| format!("${n}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let sql = format!("{} ({placeholders})", session_users_where!("s.id IN"));
-                let mut query = sqlx::query_as::<_, SessionUser>(&sql);
-                for id in session_ids {
-                    query = query.bind(id);
-                }
-                let rows = query.fetch_all(pool).await?;
-                Ok(rows.into_iter().map(SessionUser::keyed).collect())
-            }
-        }
+            .await?
+            .rows_affected()
+        });
+        Ok(ended)
     }
 }
 
-/// A live session's id, its owner's id and the owner.
-pub type SessionOwner = (Uuid, (Uuid, User));
+/// Applies rotations of distinct sessions as one statement (see [`Repo::rotate`]); a trigger
+/// records each new token in `refresh_tokens` within the same statement. Returns the
+/// sessions whose rotation won.
+pub(super) async fn rotate_group(db: &Db, rotations: &[Rotation]) -> RepoResult<Vec<Uuid>> {
+    let sql = rotation_statement(db, rotations.len());
+    let won = with_pool!(db, pool => {
+        let mut query = sqlx::query_scalar::<_, Uuid>(&sql);
+        for r in rotations {
+            query = query
+                .bind(r.session_id)
+                .bind(r.from_generation)
+                .bind(&r.new_token_hash[..])
+                .bind(r.now)
+                .bind(r.idle_expires_at);
+        }
+        query.fetch_all(pool).await?
+    });
+    Ok(won)
+}
 
-/// [`Db::session_users`] on PostgreSQL, on any connection: one statement whatever the number
-/// of ids.
+/// [`SESSION_USERS`] on any PostgreSQL connection.
 pub(super) async fn pg_session_users<'e>(
     executor: impl sqlx::PgExecutor<'e>,
     session_ids: &[Uuid],
-) -> sqlx::Result<Vec<SessionOwner>> {
-    let rows = sqlx::query_as::<_, SessionUser>(session_users_where!("s.id = ANY($1)"))
+) -> RepoResult<Vec<(Uuid, User)>> {
+    sqlx::query(SESSION_USERS)
         .bind(session_ids)
         .fetch_all(executor)
-        .await?;
-    Ok(rows.into_iter().map(SessionUser::keyed).collect())
-}
-
-#[derive(sqlx::FromRow)]
-struct SessionUser {
-    session_id: Uuid,
-    #[sqlx(flatten)]
-    user: User,
-}
-
-impl SessionUser {
-    fn keyed(self) -> SessionOwner {
-        (self.session_id, (self.user.id, self.user))
-    }
+        .await?
+        .iter()
+        .map(rows::session_user)
+        .collect()
 }
 
 /// `UPDATE sessions ... FROM (VALUES ...)` for `n` rotations of five parameters each, in
@@ -265,9 +248,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("plan.db").display());
         let config = Config::from_lookup(|k| (k == "DATABASE_URL").then(|| url.clone())).unwrap();
-        let db = Db::connect(&config).await.unwrap();
-        db.migrate().await.unwrap();
-        let Db::Sqlite(pool) = &db else {
+        let repo = Repo::connect(&config).await.unwrap();
+        let db = repo.db();
+        let Db::Sqlite(pool) = db else {
             unreachable!("a sqlite:// URL opens SQLite")
         };
         // What ANALYZE records for 100k users with one session each.
@@ -282,7 +265,7 @@ mod tests {
         .execute(pool)
         .await
         .unwrap();
-        let sql = format!("EXPLAIN QUERY PLAN {}", rotation_statement(&db, 4));
+        let sql = format!("EXPLAIN QUERY PLAN {}", rotation_statement(db, 4));
         let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(&sql);
         for _ in 0..20 {
             query = query.bind(None::<i64>);

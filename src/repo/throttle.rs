@@ -1,12 +1,12 @@
 use chrono::{DateTime, Utc};
 
-use super::{with_pool, Db, RepoResult};
+use super::{with_pool, Repo, RepoResult};
 
-impl Db {
+impl Repo {
     /// The failure record of this name: `None` if it has no failures counted, else until
     /// when its logins are locked, if they are.
     pub async fn login_throttle(&self, name: &str) -> RepoResult<Option<Option<DateTime<Utc>>>> {
-        let record = with_pool!(self, pool => {
+        let record = with_pool!(self.db(), pool => {
             sqlx::query_scalar::<_, Option<DateTime<Utc>>>(
                 "SELECT locked_until FROM login_throttle WHERE username_normalized = $1",
             )
@@ -20,7 +20,7 @@ impl Db {
     /// Counts one more consecutive failure for this name (atomically, so concurrent failures
     /// all count) and returns the new count.
     pub async fn record_login_failure(&self, name: &str, now: DateTime<Utc>) -> RepoResult<i64> {
-        let failures = with_pool!(self, pool => {
+        let failures = with_pool!(self.db(), pool => {
             sqlx::query_scalar::<_, i64>(
                 "INSERT INTO login_throttle (username_normalized, failures, updated_at) VALUES ($1, 1, $2) \
                  ON CONFLICT (username_normalized) DO UPDATE \
@@ -36,7 +36,7 @@ impl Db {
     }
 
     pub async fn lock_logins(&self, name: &str, until: DateTime<Utc>) -> RepoResult<()> {
-        with_pool!(self, pool => {
+        with_pool!(self.db(), pool => {
             sqlx::query("UPDATE login_throttle SET locked_until = $1 WHERE username_normalized = $2")
                 .bind(until)
                 .bind(name)
@@ -49,7 +49,7 @@ impl Db {
 
     /// A successful login starts the count afresh.
     pub async fn clear_login_failures(&self, name: &str) -> RepoResult<()> {
-        with_pool!(self, pool => {
+        with_pool!(self.db(), pool => {
             sqlx::query("DELETE FROM login_throttle WHERE username_normalized = $1")
                 .bind(name)
                 .execute(pool)
@@ -67,7 +67,7 @@ impl Db {
         ip: &str,
         since: DateTime<Utc>,
     ) -> RepoResult<bool> {
-        let found = with_pool!(self, pool => {
+        let found = with_pool!(self.db(), pool => {
             // i32: a literal 1 is INT4 on Postgres.
             sqlx::query_scalar::<_, i32>(
                 "SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id \
@@ -84,7 +84,7 @@ impl Db {
 
     /// Forgets failure counts untouched since `before`.
     pub async fn prune_login_failures(&self, before: DateTime<Utc>) -> RepoResult<u64> {
-        let n = with_pool!(self, pool => {
+        let n = with_pool!(self.db(), pool => {
             sqlx::query("DELETE FROM login_throttle WHERE updated_at < $1")
                 .bind(before)
                 .execute(pool)

@@ -1,7 +1,10 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{with_pool, Db, RepoResult};
+use super::{
+    rows::{self, USER_COLUMNS},
+    with_pool, Repo, RepoResult,
+};
 use crate::domain::User;
 
 /// A user to insert; the password is already hashed.
@@ -18,9 +21,7 @@ pub struct NewUser<'a> {
 }
 
 /// What a login needs: the user, its PHC hash and whether the account is enabled.
-#[derive(sqlx::FromRow)]
 pub struct Credentials {
-    #[sqlx(flatten)]
     pub user: User,
     pub password_hash: String,
     pub disabled_at: Option<DateTime<Utc>>,
@@ -36,9 +37,7 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-const USER_COLUMNS: &str = "id, username, email, full_name, created_at";
-
-impl Db {
+impl Repo {
     /// Inserts a user; a taken username or e-mail is [`super::RepoError::Conflict`], decided by
     /// the unique constraints, so concurrent registrations of one name cannot both succeed.
     pub async fn insert_user(&self, new: &NewUser<'_>) -> RepoResult<User> {
@@ -47,8 +46,8 @@ impl Db {
              full_name, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              RETURNING {USER_COLUMNS}"
         );
-        let user = with_pool!(self, pool => {
-            sqlx::query_as::<_, User>(&sql)
+        with_pool!(self.db(), pool => {
+            let row = sqlx::query(&sql)
                 .bind(new.id)
                 .bind(new.username)
                 .bind(new.username_normalized)
@@ -58,9 +57,9 @@ impl Db {
                 .bind(new.password_hash)
                 .bind(new.created_at)
                 .fetch_one(pool)
-                .await
-        })?;
-        Ok(user)
+                .await?;
+            rows::user(&row, 0)
+        })
     }
 
     pub async fn find_credentials(
@@ -68,31 +67,35 @@ impl Db {
         username_normalized: &str,
     ) -> RepoResult<Option<Credentials>> {
         let sql = format!(
-            "SELECT {USER_COLUMNS}, password_hash, disabled_at FROM users WHERE username_normalized = $1"
+            "SELECT {USER_COLUMNS}, password_hash, disabled_at FROM users \
+             WHERE username_normalized = $1"
         );
-        let found = with_pool!(self, pool => {
-            sqlx::query_as::<_, Credentials>(&sql).bind(username_normalized).fetch_optional(pool).await
-        })?;
-        Ok(found)
+        with_pool!(self.db(), pool => {
+            sqlx::query(&sql)
+                .bind(username_normalized)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| rows::credentials(&row))
+                .transpose()
+        })
     }
 
     /// Replaces a password hash (used to upgrade hashes made with older parameters).
+    /// Conditional on the old hash, so that a concurrent password change is never overwritten.
     pub async fn update_password_hash(
         &self,
         user_id: Uuid,
         old_hash: &str,
         new_hash: &str,
     ) -> RepoResult<()> {
-        // Conditional on the old hash so a concurrent password change is never overwritten.
-        with_pool!(self, pool => {
+        with_pool!(self.db(), pool => {
             sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
                 .bind(new_hash)
                 .bind(user_id)
                 .bind(old_hash)
                 .execute(pool)
-                .await
-                .map(|_| ())
-        })?;
+                .await?;
+        });
         Ok(())
     }
 }

@@ -381,60 +381,12 @@ async fn the_healthcheck_command_reports_a_running_server() {
     assert!(!down.status.success());
 }
 
-/// The `GLIBC_TUNABLES` a running process was started with, from the environment the kernel
-/// shows for it. glibc, reading the variable at start, ends each setting it applies with a NUL
-/// in that very memory, so the settings after the first one show there as entries of their own.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn tunables_of(pid: u32) -> Option<String> {
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-    let environ = String::from_utf8(environ).unwrap();
-    let mut entries = environ.split('\0');
-    let first = entries.find_map(|var| var.strip_prefix("GLIBC_TUNABLES="))?;
-    let rest = entries.take_while(|entry| entry.starts_with("glibc."));
-    Some(
-        std::iter::once(first)
-            .chain(rest)
-            .collect::<Vec<_>>()
-            .join(":"),
-    )
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[tokio::test]
-async fn the_server_runs_with_a_larger_allocator_cache_and_keeps_an_operators_own() {
-    let db = TestDb::new().await;
-    for (given, expected) in [
-        (None, "glibc.malloc.tcache_count=128"),
-        (
-            Some("glibc.malloc.tcache_count=7"),
-            "glibc.malloc.tcache_count=7",
-        ),
-        (
-            Some("glibc.malloc.arena_max=2"),
-            "glibc.malloc.arena_max=2:glibc.malloc.tcache_count=128",
-        ),
-    ] {
-        let env: Vec<_> = given.map(|v| ("GLIBC_TUNABLES", v)).into_iter().collect();
-        let (mut child, base, _stderr) = start_binary_with(&db, "info", &env);
-        // The process that answers is the one started: it replaced itself, same pid.
-        let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
-        let tunables = tunables_of(child.id());
-        sigterm(&child);
-        tokio::task::spawn_blocking(move || child.wait().unwrap())
-            .await
-            .unwrap();
-        assert!(health.status().is_success());
-        assert_eq!(tunables.as_deref(), Some(expected), "given {given:?}");
-    }
-}
-
-/// A binary given a capability (`setcap`, to bind a low port without root) runs in glibc's
-/// secure mode, where glibc drops the allocator setting from `GLIBC_TUNABLES` at start: the
-/// server must still start, re-executing itself once, not over and over. Needs root, `setcap`
-/// and `setpriv` (util-linux) to set the scene.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// A binary given a capability (`setcap`, to bind a low port without root) runs in the
+/// loader's secure mode: the server must still start and serve. Needs root, `setcap` and
+/// `setpriv` (util-linux) to set the scene.
+#[cfg(target_os = "linux")]
 #[test]
-fn a_binary_with_a_capability_re_executes_itself_once_and_serves() {
+fn a_binary_with_a_capability_starts_and_serves() {
     use std::os::unix::fs::PermissionsExt;
 
     let root = Command::new("id")

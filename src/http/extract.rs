@@ -1,15 +1,13 @@
-//! The `AuthUser` extractor: a request with a valid access token of a live session.
+//! The `AuthUser` extractor: a request with a valid access token of a live session, and the
+//! `Authorization: Bearer` parser behind it.
 
 use axum::{
     extract::{FromRef, FromRequestParts},
     http::{header::AUTHORIZATION, request::Parts, HeaderMap},
 };
 
-use crate::{
-    domain::User,
-    error::{ApiError, AuthFailure},
-    service::AuthService,
-};
+use super::error::{ApiError, AuthFailure};
+use crate::{domain::User, service::AuthService};
 
 /// The authenticated user of a request. A missing credential and a bad one are different
 /// errors (plain `401` vs `401 invalid_token`); there is deliberately no `Option<AuthUser>`.

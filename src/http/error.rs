@@ -1,4 +1,5 @@
-//! The error types handlers return, and how each maps to a status and a stable code.
+//! The error types handlers return, and how each maps to a status, a stable code and a
+//! message; also how the service's [`service::Error`] becomes one of them.
 //!
 //! Everywhere but the token endpoints the body is `{"error": code, "detail": message}`
 //! ([`ApiError`]); `/token` and the `/auth/*` token endpoints answer in the RFC 6749 §5.2 shape,
@@ -12,10 +13,7 @@ use axum::{
 use serde::Serialize;
 use serde_json::json;
 
-use crate::{
-    auth::workers::PoolError,
-    repo::{RepoError, UniqueField},
-};
+use crate::service::{self, TokenRefusal};
 
 /// One refused field of a request body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -56,16 +54,19 @@ pub enum ApiError {
     UriTooLong,
     #[error("request headers too large")]
     HeadersTooLarge,
-    #[error("{0:?} taken")]
-    Conflict(UniqueField),
+    #[error("username taken")]
+    UsernameTaken,
+    #[error("e-mail address taken")]
+    EmailTaken,
     #[error("unauthorized")]
     Unauthorized(AuthFailure),
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The database is unavailable (the cause is logged), or the request timed out.
     #[error("service unavailable")]
-    Unavailable,
+    Unavailable(Option<anyhow::Error>),
     /// A rate limit or an account throttle; retry after that many seconds.
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
@@ -90,8 +91,8 @@ impl ApiError {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "headers_too_large",
             ),
-            ApiError::Conflict(UniqueField::Username) => (StatusCode::CONFLICT, "username_taken"),
-            ApiError::Conflict(UniqueField::Email) => (StatusCode::CONFLICT, "email_taken"),
+            ApiError::UsernameTaken => (StatusCode::CONFLICT, "username_taken"),
+            ApiError::EmailTaken => (StatusCode::CONFLICT, "email_taken"),
             ApiError::Unauthorized(AuthFailure::Missing) => {
                 (StatusCode::UNAUTHORIZED, "unauthorized")
             }
@@ -100,7 +101,7 @@ impl ApiError {
             }
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::TooManyRequests { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
@@ -120,15 +121,15 @@ impl ApiError {
             ApiError::PayloadTooLarge => "the request body is too large".into(),
             ApiError::UriTooLong => "the request URI is too long".into(),
             ApiError::HeadersTooLarge => "the request headers are too large".into(),
-            ApiError::Conflict(UniqueField::Username) => "that username is already taken".into(),
-            ApiError::Conflict(UniqueField::Email) => {
-                "that e-mail address is already registered".into()
-            }
+            ApiError::UsernameTaken => "that username is already taken".into(),
+            ApiError::EmailTaken => "that e-mail address is already registered".into(),
             ApiError::Unauthorized(AuthFailure::Missing) => "authentication required".into(),
             ApiError::Unauthorized(AuthFailure::InvalidToken(why)) => (*why).into(),
             ApiError::NotFound => "no such resource".into(),
             ApiError::MethodNotAllowed => "method not allowed on this resource".into(),
-            ApiError::Unavailable => "the service is temporarily unavailable; retry shortly".into(),
+            ApiError::Unavailable(_) => {
+                "the service is temporarily unavailable; retry shortly".into()
+            }
             ApiError::Overloaded => "too many logins in progress; retry shortly".into(),
             ApiError::TooManyRequests { retry_after_secs } => {
                 format!("too many attempts; retry in {retry_after_secs} s")
@@ -141,7 +142,7 @@ impl ApiError {
     fn retry_after_secs(&self) -> Option<u64> {
         match self {
             ApiError::TooManyRequests { retry_after_secs } => Some((*retry_after_secs).max(1)),
-            ApiError::Unavailable => Some(5),
+            ApiError::Unavailable(_) => Some(5),
             ApiError::Overloaded => Some(1),
             _ => None,
         }
@@ -152,41 +153,46 @@ impl ApiError {
     fn log(&self) {
         match self {
             ApiError::Internal(e) => tracing::error!(error = format!("{e:#}"), "request failed"),
-            ApiError::Unavailable => tracing::warn!("database unavailable"),
+            ApiError::Unavailable(Some(e)) => {
+                tracing::warn!(error = format!("{e:#}"), "database unavailable")
+            }
             _ => {}
         }
     }
 }
 
-impl From<PoolError> for ApiError {
-    fn from(e: PoolError) -> Self {
+impl From<service::Error> for ApiError {
+    fn from(e: service::Error) -> Self {
+        use service::Error as E;
         match e {
-            PoolError::Overloaded => ApiError::Overloaded,
-            PoolError::Stopped => ApiError::Internal(e.into()),
+            E::InvalidCredentials => {
+                ApiError::Unauthorized(AuthFailure::InvalidToken("incorrect username or password"))
+            }
+            E::AccessTokenRefused(refusal) => {
+                ApiError::Unauthorized(AuthFailure::InvalidToken(match refusal {
+                    TokenRefusal::Expired => "the access token has expired",
+                    TokenRefusal::Invalid => "the access token is invalid",
+                    TokenRefusal::SessionEnded => "the session has ended",
+                }))
+            }
+            E::RefreshTokenRefused => {
+                ApiError::Unauthorized(AuthFailure::InvalidToken(REFRESH_REFUSED))
+            }
+            E::Throttled { retry_after_secs } => ApiError::TooManyRequests { retry_after_secs },
+            E::WeakPassword(why) => {
+                ApiError::Validation(vec![FieldError::new("password", why.to_string())])
+            }
+            E::UsernameTaken => ApiError::UsernameTaken,
+            E::EmailTaken => ApiError::EmailTaken,
+            E::Overloaded => ApiError::Overloaded,
+            E::Unavailable(cause) => ApiError::Unavailable(Some(cause.into())),
+            E::Internal(e) => ApiError::Internal(e),
         }
     }
 }
 
-impl From<RepoError> for ApiError {
-    fn from(e: RepoError) -> Self {
-        match e {
-            RepoError::Conflict(field) => ApiError::Conflict(field),
-            RepoError::Unavailable(_) => ApiError::Unavailable,
-            RepoError::Other(e) => ApiError::Internal(e.into()),
-            RepoError::Shared { unavailable: true } => ApiError::Unavailable,
-            e @ RepoError::Shared { unavailable: false } => ApiError::Internal(e.into()),
-            RepoError::Reader(e)
-                if matches!(
-                    e.sqlite_error_code(),
-                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-                ) =>
-            {
-                ApiError::Unavailable
-            }
-            RepoError::Reader(e) => ApiError::Internal(e.into()),
-        }
-    }
-}
+/// The words for a refused refresh token, whatever the reason: the client learns no more.
+const REFRESH_REFUSED: &str = "the refresh token is invalid, expired or revoked";
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -243,15 +249,31 @@ pub enum OAuthError {
     Api(#[from] ApiError),
 }
 
-impl From<RepoError> for OAuthError {
-    fn from(e: RepoError) -> Self {
-        OAuthError::Api(e.into())
+impl OAuthError {
+    /// A refused grant: `invalid_grant` with the endpoint's `status` for it (RFC 6749 §5.2:
+    /// `400` at `/token`; the JSON endpoints answer `401`).
+    pub fn invalid_grant(status: StatusCode, description: &'static str) -> Self {
+        OAuthError::InvalidGrant {
+            status,
+            description,
+        }
     }
-}
 
-impl From<anyhow::Error> for OAuthError {
-    fn from(e: anyhow::Error) -> Self {
-        OAuthError::Api(e.into())
+    /// A service error at a token endpoint: refused credentials or refresh tokens are
+    /// `invalid_grant` with `status`; anything else keeps its own answer.
+    pub fn from_service(e: service::Error, status: StatusCode) -> Self {
+        match e {
+            service::Error::InvalidCredentials => {
+                Self::invalid_grant(status, "incorrect username or password")
+            }
+            service::Error::RefreshTokenRefused => Self::invalid_grant(status, REFRESH_REFUSED),
+            other => OAuthError::Api(other.into()),
+        }
+    }
+
+    /// The answer to a refresh that produced no tokens.
+    pub fn refresh_refused(status: StatusCode) -> Self {
+        Self::invalid_grant(status, REFRESH_REFUSED)
     }
 }
 

@@ -1,0 +1,153 @@
+//! Each row shape, mapped once for every driver.
+//!
+//! PostgreSQL and the SQLite writer are read through sqlx, the SQLite hot-path reads through
+//! rusqlite ([`super::sqlite_reader`]). [`Columns`] reads a column by position from a row of
+//! any of them, so that a statement's columns and the struct they fill are written once.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row as _;
+use uuid::Uuid;
+
+use super::{sessions::RefreshRecord, users::Credentials, RepoError, RepoResult};
+use crate::domain::{StoredSigningKey, User};
+
+/// A row of any driver, read by column position.
+pub(super) trait Columns {
+    fn uuid(&self, i: usize) -> RepoResult<Uuid>;
+    fn int(&self, i: usize) -> RepoResult<i64>;
+    fn flag(&self, i: usize) -> RepoResult<bool>;
+    fn bytes(&self, i: usize) -> RepoResult<Vec<u8>>;
+    fn opt_text(&self, i: usize) -> RepoResult<Option<String>>;
+    fn opt_time(&self, i: usize) -> RepoResult<Option<DateTime<Utc>>>;
+
+    fn text(&self, i: usize) -> RepoResult<String> {
+        self.opt_text(i)?.ok_or_else(|| null(i))
+    }
+
+    fn time(&self, i: usize) -> RepoResult<DateTime<Utc>> {
+        self.opt_time(i)?.ok_or_else(|| null(i))
+    }
+}
+
+fn null(_column: usize) -> RepoError {
+    RepoError::other("a required column is NULL")
+}
+
+macro_rules! sqlx_columns {
+    ($row:ty) => {
+        impl Columns for $row {
+            fn uuid(&self, i: usize) -> RepoResult<Uuid> {
+                Ok(self.try_get(i)?)
+            }
+            fn int(&self, i: usize) -> RepoResult<i64> {
+                Ok(self.try_get(i)?)
+            }
+            fn flag(&self, i: usize) -> RepoResult<bool> {
+                Ok(self.try_get(i)?)
+            }
+            fn bytes(&self, i: usize) -> RepoResult<Vec<u8>> {
+                Ok(self.try_get(i)?)
+            }
+            fn opt_text(&self, i: usize) -> RepoResult<Option<String>> {
+                Ok(self.try_get(i)?)
+            }
+            fn opt_time(&self, i: usize) -> RepoResult<Option<DateTime<Utc>>> {
+                Ok(self.try_get(i)?)
+            }
+        }
+    };
+}
+
+sqlx_columns!(sqlx::postgres::PgRow);
+sqlx_columns!(sqlx::sqlite::SqliteRow);
+
+impl Columns for rusqlite::Row<'_> {
+    fn uuid(&self, i: usize) -> RepoResult<Uuid> {
+        Ok(self.get(i)?)
+    }
+    fn int(&self, i: usize) -> RepoResult<i64> {
+        Ok(self.get(i)?)
+    }
+    fn flag(&self, i: usize) -> RepoResult<bool> {
+        Ok(self.get(i)?)
+    }
+    fn bytes(&self, i: usize) -> RepoResult<Vec<u8>> {
+        Ok(self.get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> RepoResult<Option<String>> {
+        Ok(self.get(i)?)
+    }
+    /// As sqlx writes times on SQLite: RFC 3339 text.
+    fn opt_time(&self, i: usize) -> RepoResult<Option<DateTime<Utc>>> {
+        let Some(text) = self.get_ref(i)?.as_str_or_null()? else {
+            return Ok(None);
+        };
+        DateTime::parse_from_rfc3339(text)
+            .map(|at| Some(at.with_timezone(&Utc)))
+            .map_err(|e| RepoError::Other(Arc::new(e)))
+    }
+}
+
+impl From<rusqlite::types::FromSqlError> for RepoError {
+    fn from(err: rusqlite::types::FromSqlError) -> Self {
+        RepoError::Other(Arc::new(err))
+    }
+}
+
+/// The user object's columns of the `users` table, in [`user`]'s order.
+pub(super) const USER_COLUMNS: &str = "id, username, email, full_name, created_at";
+
+/// A user from [`USER_COLUMNS`], starting at column `at`.
+pub(super) fn user(row: &impl Columns, at: usize) -> RepoResult<User> {
+    Ok(User {
+        id: row.uuid(at)?,
+        username: row.text(at + 1)?,
+        email: row.opt_text(at + 2)?,
+        full_name: row.opt_text(at + 3)?,
+        created_at: row.time(at + 4)?,
+    })
+}
+
+/// [`USER_COLUMNS`], `password_hash, disabled_at`.
+pub(super) fn credentials(row: &impl Columns) -> RepoResult<Credentials> {
+    Ok(Credentials {
+        user: user(row, 0)?,
+        password_hash: row.text(5)?,
+        disabled_at: row.opt_time(6)?,
+    })
+}
+
+/// `s.id`, then [`USER_COLUMNS`]: a live session and its owner.
+pub(super) fn session_user(row: &impl Columns) -> RepoResult<(Uuid, User)> {
+    Ok((row.uuid(0)?, user(row, 1)?))
+}
+
+/// The columns of [`super::sessions::FIND_REFRESH`], in [`RefreshRecord`]'s field order.
+pub(super) fn refresh_record(row: &impl Columns) -> RepoResult<RefreshRecord> {
+    Ok(RefreshRecord {
+        session_id: row.uuid(0)?,
+        token_generation: row.int(1)?,
+        current_generation: row.int(2)?,
+        user_id: row.uuid(3)?,
+        username: row.text(4)?,
+        rotated_at: row.time(5)?,
+        idle_expires_at: row.time(6)?,
+        expires_at: row.time(7)?,
+        revoked_at: row.opt_time(8)?,
+        disabled_at: row.opt_time(9)?,
+    })
+}
+
+/// `kid, algorithm, private_key, public_key, active, created_at`.
+pub(super) fn signing_key(row: &impl Columns) -> RepoResult<StoredSigningKey> {
+    Ok(StoredSigningKey {
+        kid: row.text(0)?,
+        algorithm: row.text(1)?,
+        private_key: row.bytes(2)?,
+        public_key: row.bytes(3)?,
+        active: row.flag(4)?,
+        created_at: row.time(5)?,
+    })
+}
