@@ -1,7 +1,8 @@
 //! Settings from the environment (and `.env`), parsed and checked once at start.
 //!
-//! Every setting has a default except the secret; a bad value is a [`ConfigError`] that names
-//! the setting and never echoes a secret.
+//! Each setting is declared once, in [`Settings`] (clap, with its environment variable and
+//! default); [`Config`] is what they become once checked. A bad value is a [`ConfigError`]
+//! that names the setting and never echoes a secret.
 
 use std::{
     fmt,
@@ -11,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use axum::http::HeaderValue;
+use clap::{Args as _, FromArgMatches as _};
 use ipnet::IpNet;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -45,18 +46,14 @@ pub struct Config {
     pub login_rate_per_min: Option<NonZeroU32>,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
-    /// Browser origins allowed by CORS; empty turns CORS off.
-    pub cors_origins: Vec<HeaderValue>,
+    /// Browser origins allowed by CORS (`https://host[:port]`); empty turns CORS off.
+    pub cors_origins: Vec<String>,
     /// A request not answered within this gets `503`.
     pub request_timeout: Duration,
     /// A connection that has not sent a complete request head within this is closed
     /// (slow clients, idle keep-alive connections).
     pub header_timeout: Duration,
 }
-
-/// Default of `AUTHD_LOGIN_RATE_PER_MIN`: generous for people (who rarely mistype a password
-/// ten times a minute), tight for a script trying thousands.
-pub const DEFAULT_LOGIN_RATE_PER_MIN: u32 = 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -107,6 +104,186 @@ impl ConfigError {
     }
 }
 
+/// Every setting, declared once: its flag, its environment variable, its default and its
+/// help (`authd --help` lists them all). Values arrive as text; [`Config::from_settings`]
+/// checks them. An empty value counts as unset.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Settings (flags, environment variables or a .env file)")]
+pub struct Settings {
+    /// sqlite://<file> (created if missing) or postgres://user:password@host/database
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://authd.db",
+        hide_env_values = true,
+        global = true
+    )]
+    database_url: String,
+    /// Listen address (0.0.0.0:8000 in a container)
+    #[arg(
+        long,
+        env = "AUTHD_ADDR",
+        default_value = "127.0.0.1:8000",
+        hide_env_values = true,
+        global = true
+    )]
+    addr: String,
+    /// `iss` of access tokens
+    #[arg(
+        long,
+        env = "AUTHD_ISSUER",
+        default_value = "authd",
+        hide_env_values = true,
+        global = true
+    )]
+    issuer: String,
+    /// `aud` of access tokens
+    #[arg(
+        long,
+        env = "AUTHD_AUDIENCE",
+        default_value = "authd",
+        hide_env_values = true,
+        global = true
+    )]
+    audience: String,
+    /// Access token lifetime, in seconds
+    #[arg(
+        long,
+        env = "AUTHD_ACCESS_TTL_SECS",
+        default_value = "1800",
+        hide_env_values = true,
+        global = true
+    )]
+    access_ttl_secs: String,
+    /// Refresh token idle lifetime, in seconds (14 days)
+    #[arg(
+        long,
+        env = "AUTHD_REFRESH_TTL_SECS",
+        default_value = "1209600",
+        hide_env_values = true,
+        global = true
+    )]
+    refresh_ttl_secs: String,
+    /// Absolute session lifetime, in seconds (90 days)
+    #[arg(
+        long,
+        env = "AUTHD_SESSION_MAX_SECS",
+        default_value = "7776000",
+        hide_env_values = true,
+        global = true
+    )]
+    session_max_secs: String,
+    /// Concurrent-refresh grace window, in seconds, at most 300; 0 turns it off
+    #[arg(
+        long,
+        env = "AUTHD_REFRESH_GRACE_SECS",
+        default_value = "10",
+        hide_env_values = true,
+        global = true
+    )]
+    refresh_grace_secs: String,
+    /// HS256 with this secret (at least 32 bytes); unset: Ed25519 keys kept in the database
+    #[arg(
+        long,
+        env = "AUTHD_JWT_SECRET",
+        default_value = "",
+        hide_default_value = true,
+        hide_env_values = true,
+        global = true
+    )]
+    jwt_secret: String,
+    /// Attempts per client IP per minute at the credential endpoints; 0 turns the limit off
+    #[arg(
+        long,
+        env = "AUTHD_LOGIN_RATE_PER_MIN",
+        default_value = "20",
+        hide_env_values = true,
+        global = true
+    )]
+    login_rate_per_min: String,
+    /// CIDRs or addresses of reverse proxies whose X-Forwarded-For is believed, comma-separated
+    #[arg(
+        long,
+        env = "AUTHD_TRUSTED_PROXIES",
+        default_value = "",
+        hide_env_values = true,
+        global = true
+    )]
+    trusted_proxies: String,
+    /// Browser origins allowed by CORS, comma-separated; empty: CORS off
+    #[arg(
+        long,
+        env = "AUTHD_CORS_ORIGINS",
+        default_value = "",
+        hide_env_values = true,
+        global = true
+    )]
+    cors_origins: String,
+    /// A request not answered within this many seconds gets 503
+    #[arg(
+        long,
+        env = "AUTHD_REQUEST_TIMEOUT_SECS",
+        default_value = "10",
+        hide_env_values = true,
+        global = true
+    )]
+    request_timeout_secs: String,
+    /// A connection without a complete request head within this many seconds is closed
+    #[arg(
+        long,
+        env = "AUTHD_HEADER_TIMEOUT_SECS",
+        default_value = "10",
+        hide_env_values = true,
+        global = true
+    )]
+    header_timeout_secs: String,
+    /// Log lines as text or json
+    #[arg(
+        long,
+        env = "AUTHD_LOG_FORMAT",
+        default_value = "text",
+        hide_env_values = true,
+        global = true
+    )]
+    log_format: String,
+}
+
+impl Settings {
+    /// The settings given by `lookup` (variable name → value), and the defaults for the rest;
+    /// nothing is read from the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let command = Self::augment_args(clap::Command::new("authd")).no_binary_name(true);
+        let mut args = Vec::new();
+        for arg in command.get_arguments() {
+            let (Some(name), Some(long)) = (arg.get_env(), arg.get_long()) else {
+                continue;
+            };
+            if let Some(value) = name.to_str().and_then(&lookup) {
+                args.push(format!("--{long}={value}"));
+            }
+        }
+        // Without `env`, so that only `lookup` is read.
+        let matches = command
+            .mut_args(|arg| arg.env(None::<&str>))
+            .try_get_matches_from(args)
+            .expect("every setting takes any text");
+        Self::from_arg_matches(&matches).expect("the matches are of these settings")
+    }
+
+    /// The default of the setting read from `variable`.
+    fn default_of(variable: &str) -> String {
+        let command = Self::augment_args(clap::Command::new("authd"));
+        let default = command
+            .get_arguments()
+            .find(|arg| arg.get_env().is_some_and(|env| env == variable))
+            .and_then(|arg| arg.get_default_values().first())
+            .and_then(|value| value.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        default
+    }
+}
+
 impl Config {
     /// Reads the process environment. Call [`load_dotenv`] first to honour a `.env` file.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -115,28 +292,42 @@ impl Config {
 
     /// Builds a config from any name → value lookup; unset and empty values take the default.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        Self::from_settings(&Settings::from_lookup(lookup))
+    }
 
-        let database_url = get("DATABASE_URL").unwrap_or_else(|| "sqlite://authd.db".to_owned());
+    /// Checks the settings; the first bad one is a [`ConfigError`] naming its variable.
+    pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
+        // An empty value (e.g. `AUTHD_X=` in a .env file) takes the default.
+        let value = |variable: &'static str, given: &str| -> String {
+            if given.trim().is_empty() {
+                Settings::default_of(variable)
+            } else {
+                given.to_owned()
+            }
+        };
+        let s = settings;
+
+        let database_url = value("DATABASE_URL", &s.database_url);
         let backend = backend_of(&database_url)?;
 
-        let addr = match get("AUTHD_ADDR") {
-            None => SocketAddr::from(([127, 0, 0, 1], 8000)),
-            Some(v) => v.trim().parse().map_err(|_| {
-                ConfigError::new(
-                    "AUTHD_ADDR",
-                    format!("{v:?} is not an address like 127.0.0.1:8000"),
-                )
-            })?,
+        let addr_text = value("AUTHD_ADDR", &s.addr);
+        let addr = addr_text.trim().parse().map_err(|_| {
+            ConfigError::new(
+                "AUTHD_ADDR",
+                format!("{addr_text:?} is not an address like 127.0.0.1:8000"),
+            )
+        })?;
+
+        let issuer = value("AUTHD_ISSUER", &s.issuer);
+        let audience = value("AUTHD_AUDIENCE", &s.audience);
+
+        let seconds = |variable: &'static str, given: &str, min: u64| {
+            parse_seconds(variable, &value(variable, given), min)
         };
-
-        let issuer = get("AUTHD_ISSUER").unwrap_or_else(|| "authd".to_owned());
-        let audience = get("AUTHD_AUDIENCE").unwrap_or_else(|| "authd".to_owned());
-
-        let access_ttl = seconds(&get, "AUTHD_ACCESS_TTL_SECS", 1800, 1)?;
-        let refresh_ttl = seconds(&get, "AUTHD_REFRESH_TTL_SECS", 1_209_600, 1)?;
-        let session_max = seconds(&get, "AUTHD_SESSION_MAX_SECS", 7_776_000, 1)?;
-        let refresh_grace = seconds(&get, "AUTHD_REFRESH_GRACE_SECS", 10, 0)?;
+        let access_ttl = seconds("AUTHD_ACCESS_TTL_SECS", &s.access_ttl_secs, 1)?;
+        let refresh_ttl = seconds("AUTHD_REFRESH_TTL_SECS", &s.refresh_ttl_secs, 1)?;
+        let session_max = seconds("AUTHD_SESSION_MAX_SECS", &s.session_max_secs, 1)?;
+        let refresh_grace = seconds("AUTHD_REFRESH_GRACE_SECS", &s.refresh_grace_secs, 0)?;
         if refresh_grace > Duration::from_secs(300) {
             return Err(ConfigError::new(
                 "AUTHD_REFRESH_GRACE_SECS",
@@ -144,10 +335,10 @@ impl Config {
             ));
         }
 
-        // The secret is read raw (not trimmed): spaces are bytes of the key like any other.
-        let jwt_secret = match lookup("AUTHD_JWT_SECRET").filter(|v| !v.is_empty()) {
-            None => None,
-            Some(secret) if secret.len() < MIN_JWT_SECRET_BYTES => {
+        // The secret is taken raw (not trimmed): spaces are bytes of the key like any other.
+        let jwt_secret = match s.jwt_secret.as_str() {
+            "" => None,
+            secret if secret.len() < MIN_JWT_SECRET_BYTES => {
                 return Err(ConfigError::new(
                     "AUTHD_JWT_SECRET",
                     format!(
@@ -156,13 +347,13 @@ impl Config {
                     ),
                 ));
             }
-            Some(secret) => Some(SecretString::from(secret)),
+            secret => Some(SecretString::from(secret.to_owned())),
         };
 
-        let log_format = match get("AUTHD_LOG_FORMAT").as_deref().map(str::trim) {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
+        let log_format = match value("AUTHD_LOG_FORMAT", &s.log_format).trim() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
                 return Err(ConfigError::new(
                     "AUTHD_LOG_FORMAT",
                     format!("{other:?} is not one of: text, json"),
@@ -170,22 +361,20 @@ impl Config {
             }
         };
 
-        let request_timeout = seconds(&get, "AUTHD_REQUEST_TIMEOUT_SECS", 10, 1)?;
-        let header_timeout = seconds(&get, "AUTHD_HEADER_TIMEOUT_SECS", 10, 1)?;
-        let login_rate_per_min = match get("AUTHD_LOGIN_RATE_PER_MIN") {
-            None => NonZeroU32::new(DEFAULT_LOGIN_RATE_PER_MIN),
-            Some(raw) => match raw.trim().parse::<u32>() {
-                Ok(n) => NonZeroU32::new(n),
-                Err(_) => {
-                    return Err(ConfigError::new(
-                        "AUTHD_LOGIN_RATE_PER_MIN",
-                        format!("{raw:?} is not a whole number (0 turns the limit off)"),
-                    ))
-                }
-            },
+        let request_timeout = seconds("AUTHD_REQUEST_TIMEOUT_SECS", &s.request_timeout_secs, 1)?;
+        let header_timeout = seconds("AUTHD_HEADER_TIMEOUT_SECS", &s.header_timeout_secs, 1)?;
+        let rate = value("AUTHD_LOGIN_RATE_PER_MIN", &s.login_rate_per_min);
+        let login_rate_per_min = match rate.trim().parse::<u32>() {
+            Ok(n) => NonZeroU32::new(n),
+            Err(_) => {
+                return Err(ConfigError::new(
+                    "AUTHD_LOGIN_RATE_PER_MIN",
+                    format!("{rate:?} is not a whole number (0 turns the limit off)"),
+                ))
+            }
         };
 
-        let trusted_proxies = list(&get, "AUTHD_TRUSTED_PROXIES")
+        let trusted_proxies = list(&s.trusted_proxies)
             .map(|item| {
                 // A bare address means just that host.
                 item.parse::<IpNet>()
@@ -199,22 +388,20 @@ impl Config {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
-        let cors_origins = list(&get, "AUTHD_CORS_ORIGINS")
+        let cors_origins = list(&s.cors_origins)
             .map(|item| {
                 let origin = item.trim_end_matches('/');
                 let host = origin
                     .strip_prefix("https://")
                     .or_else(|| origin.strip_prefix("http://"));
-                let valid = host.is_some_and(|h| !h.is_empty() && !h.contains('/'));
-                HeaderValue::from_str(origin)
-                    .ok()
-                    .filter(|_| valid)
-                    .ok_or_else(|| {
-                        ConfigError::new(
-                            "AUTHD_CORS_ORIGINS",
-                            format!("{item:?} is not an origin like https://app.example.com"),
-                        )
-                    })
+                let valid = host.is_some_and(|h| !h.is_empty() && !h.contains('/'))
+                    && origin.bytes().all(|b| b.is_ascii_graphic());
+                valid.then(|| origin.to_owned()).ok_or_else(|| {
+                    ConfigError::new(
+                        "AUTHD_CORS_ORIGINS",
+                        format!("{item:?} is not an origin like https://app.example.com"),
+                    )
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
 
@@ -260,9 +447,18 @@ pub fn load_dotenv() -> Result<(), ConfigError> {
 fn backend_of(url: &str) -> Result<Backend, ConfigError> {
     // Only the scheme is shown in errors: the rest of the URL may hold a password.
     let backend = if url.starts_with("sqlite:") {
-        sqlx::sqlite::SqliteConnectOptions::from_str(url)
-            .map(|_| Backend::Sqlite)
-            .map_err(|_| "is not a valid sqlite:// URL")
+        match sqlx::sqlite::SqliteConnectOptions::from_str(url) {
+            Err(_) => Err("is not a valid sqlite:// URL"),
+            // Its data would vanish on restart, and the direct readers need a file to open.
+            Ok(options)
+                if url.contains(":memory:")
+                    || url.contains("mode=memory")
+                    || options.get_filename().as_os_str().is_empty() =>
+            {
+                Err("names an in-memory SQLite database; authd needs a file (sqlite://authd.db)")
+            }
+            Ok(_) => Ok(Backend::Sqlite),
+        }
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         sqlx::postgres::PgConnectOptions::from_str(url)
             .map(|_| Backend::Postgres)
@@ -274,25 +470,11 @@ fn backend_of(url: &str) -> Result<Backend, ConfigError> {
 }
 
 /// The comma- or space-separated items of a list setting.
-fn list(get: &impl Fn(&str) -> Option<String>, name: &str) -> impl Iterator<Item = String> {
-    get(name)
-        .unwrap_or_default()
-        .split([',', ' '])
-        .filter(|item| !item.is_empty())
-        .map(str::to_owned)
-        .collect::<Vec<_>>()
-        .into_iter()
+fn list(value: &str) -> impl Iterator<Item = &str> {
+    value.split([',', ' ']).filter(|item| !item.is_empty())
 }
 
-fn seconds(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: u64,
-    min: u64,
-) -> Result<Duration, ConfigError> {
-    let Some(raw) = get(name) else {
-        return Ok(Duration::from_secs(default));
-    };
+fn parse_seconds(name: &'static str, raw: &str, min: u64) -> Result<Duration, ConfigError> {
     // Capped at 10 years so that adding it to "now" can never overflow a timestamp.
     const MAX: u64 = 10 * 365 * 24 * 3600;
     match raw.trim().parse::<u64>() {
@@ -357,10 +539,7 @@ mod tests {
     #[test]
     fn rate_limit_proxies_and_origins() {
         let c = config(&[]).unwrap();
-        assert_eq!(
-            c.login_rate_per_min.map(|n| n.get()),
-            Some(DEFAULT_LOGIN_RATE_PER_MIN)
-        );
+        assert_eq!(c.login_rate_per_min.map(|n| n.get()), Some(20));
         assert!(c.trusted_proxies.is_empty() && c.cors_origins.is_empty());
         let c = config(&[
             ("AUTHD_LOGIN_RATE_PER_MIN", "0"),
@@ -383,6 +562,27 @@ mod tests {
             ("AUTHD_LOGIN_RATE_PER_MIN", "lots"),
         ] {
             assert_eq!(config(&[(name, bad)]).unwrap_err().setting, name, "{bad}");
+        }
+    }
+
+    #[test]
+    fn empty_values_take_the_default() {
+        let c = config(&[
+            ("AUTHD_ACCESS_TTL_SECS", ""),
+            ("AUTHD_ADDR", "  "),
+            ("AUTHD_JWT_SECRET", ""),
+        ])
+        .unwrap();
+        assert_eq!(c.access_ttl, Duration::from_secs(1800));
+        assert_eq!(c.addr.to_string(), "127.0.0.1:8000");
+        assert!(c.jwt_secret.is_none());
+    }
+
+    #[test]
+    fn an_in_memory_sqlite_database_is_refused() {
+        for url in ["sqlite::memory:", "sqlite://a.db?mode=memory", "sqlite://"] {
+            let err = config(&[("DATABASE_URL", url)]).unwrap_err();
+            assert_eq!(err.setting, "DATABASE_URL", "{url}");
         }
     }
 

@@ -7,7 +7,10 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use authd::{config, startup, telemetry};
+use authd::{
+    config::{self, Config, Settings},
+    startup, telemetry,
+};
 use clap::{Parser, Subcommand};
 
 /// authd: user accounts, OAuth2 password login, JWT access tokens and rotating refresh tokens.
@@ -18,6 +21,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    settings: Settings,
 }
 
 #[derive(Subcommand)]
@@ -32,8 +37,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before the settings are parsed: a `.env` file sets variables the environment lacks.
+    if let Err(e) = config::load_dotenv() {
+        eprintln!("authd: {e}");
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
-    let config = match config::load_dotenv().and_then(|()| config::Config::from_env()) {
+    let config = match Config::from_settings(&cli.settings) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("authd: {e}");

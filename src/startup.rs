@@ -69,7 +69,11 @@ impl Application {
         let addr = listener.local_addr()?;
         let limits = HttpLimits {
             request_timeout: config.request_timeout,
-            cors_origins: config.cors_origins.clone(),
+            cors_origins: config
+                .cors_origins
+                .iter()
+                .filter_map(|origin| axum::http::HeaderValue::from_str(origin).ok())
+                .collect(),
         };
         Ok(Self {
             listener,

@@ -208,6 +208,35 @@ fn help_lists_the_commands() {
     assert!(help.contains("serve") && help.contains("migrate"), "{help}");
 }
 
+/// `.env.example` documents every setting; `authd serve --help` must list each with its
+/// variable, and list no variable that `.env.example` does not document.
+#[test]
+fn serve_help_lists_every_setting_of_the_example_env_file() {
+    let out = authd().args(["serve", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example")).unwrap();
+    let documented: Vec<&str> = example
+        .lines()
+        .map(|line| line.trim_start_matches("# "))
+        .filter_map(|line| line.split_once('=').map(|(name, _)| name))
+        .filter(|name| {
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+        })
+        .filter(|name| *name != "RUST_LOG")
+        .collect();
+    assert!(documented.len() >= 15, "{documented:?}");
+    for name in &documented {
+        assert!(
+            help.contains(&format!("[env: {name}]")),
+            "{name} missing from:\n{help}"
+        );
+    }
+    let listed = help.matches("[env: ").count();
+    assert_eq!(listed, documented.len(), "{help}");
+}
+
 #[tokio::test]
 async fn migrate_applies_the_schema_and_exits() {
     let db = TestDb::new().await;
