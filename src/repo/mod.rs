@@ -221,7 +221,86 @@ where
 
 #[cfg(test)]
 mod tests {
+    use chrono::{TimeDelta, Utc};
+    use uuid::Uuid;
+
     use super::*;
+
+    /// sqlx writes and rusqlite reads the same file: the same SQLite library, the same
+    /// encoding of ids and times, and rows that map to the same values through either driver.
+    #[tokio::test]
+    async fn both_sqlite_drivers_read_one_file_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("both.db").display());
+        let config = Config::from_lookup(|k| (k == "DATABASE_URL").then(|| url.clone())).unwrap();
+        let repo = Repo::connect(&config).await.unwrap();
+        let Db::Sqlite(pool) = repo.db() else {
+            unreachable!("a sqlite:// URL opens SQLite")
+        };
+        let readers = repo.sqlite_readers();
+
+        let sqlx_version: String = sqlx::query_scalar("SELECT sqlite_version()")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        let rusqlite_version: String = readers
+            .connection()
+            .query_row("SELECT sqlite_version()", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(sqlx_version, rusqlite_version, "one libsqlite3-sys");
+
+        let now = Utc::now();
+        let user = repo
+            .insert_user(&NewUser {
+                id: Uuid::new_v4(),
+                username: "Alice",
+                username_normalized: "alice",
+                email: Some("alice@example.com"),
+                email_normalized: Some("alice@example.com"),
+                full_name: None,
+                password_hash: "$argon2id$not-checked-here",
+                created_at: now,
+            })
+            .await
+            .unwrap();
+        let session_id = Uuid::new_v4();
+        let token_hash = [7u8; 32];
+        repo.create_session(&NewSession {
+            id: session_id,
+            user_id: user.id,
+            token_hash: &token_hash,
+            now,
+            idle_expires_at: now + TimeDelta::hours(1),
+            expires_at: now + TimeDelta::hours(2),
+            ip: None,
+            user_agent: None,
+        })
+        .await
+        .unwrap();
+
+        let through_sqlx = rows::refresh_record(
+            &sqlx::query(sessions::FIND_REFRESH)
+                .bind(&token_hash[..])
+                .fetch_one(pool)
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        let through_rusqlite = readers.find_refresh(&token_hash).unwrap().unwrap();
+        assert_eq!(through_sqlx, through_rusqlite);
+        assert_eq!(through_rusqlite.session_id, session_id);
+        assert_eq!(through_rusqlite.user_id, user.id);
+        assert_eq!(through_rusqlite.rotated_at, now);
+
+        let checked = readers
+            .session_users(&[(session_id, user.id), (session_id, Uuid::new_v4())])
+            .unwrap();
+        assert_eq!(checked, [Some(user.clone()), None]);
+        assert_eq!(
+            repo.session_user(session_id, user.id).await.unwrap(),
+            Some(user)
+        );
+    }
 
     #[tokio::test]
     async fn start_up_steps_are_retried_three_times_and_only_for_the_errors_asked() {

@@ -18,7 +18,7 @@ pub struct NewSession<'a> {
 }
 
 /// A presented refresh token, with the state of its session and user.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshRecord {
     pub session_id: Uuid,
     /// The generation of the presented token.

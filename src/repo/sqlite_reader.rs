@@ -64,7 +64,7 @@ impl SqliteReaders {
 
     /// A free connection if there is one, else waits for the first (each is held only for
     /// one group of lookups, so the wait is microseconds).
-    fn connection(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn connection(&self) -> MutexGuard<'_, Connection> {
         self.connections
             .iter()
             .find_map(|c| c.try_lock().ok())

@@ -3,7 +3,7 @@
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
-use authd::{config::Config, startup::Application};
+use authd::{clock::ManualClock, config::Config, startup::Application};
 use reqwest::{header, Response, StatusCode, Url};
 use serde_json::{json, Value};
 use tokio::{sync::oneshot, task::JoinHandle};
@@ -111,6 +111,8 @@ impl Drop for TestDb {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The app's clock: it stands still unless a test advances it.
+    pub clock: ManualClock,
     pub base: String,
     pub client: reqwest::Client,
     pub db: Arc<TestDb>,
@@ -139,7 +141,10 @@ pub async fn spawn_app_on_url(db: Arc<TestDb>, url: &str, settings: &[(&str, &st
     let mut settings = settings.to_vec();
     settings.push(("DATABASE_URL", url));
     let config = test_config(&db, &settings);
-    let app = Application::build(&config).await.expect("the app builds");
+    let clock = ManualClock::new();
+    let app = Application::build_with_clock(&config, Arc::new(clock.clone()))
+        .await
+        .expect("the app builds");
     let addr = app.addr();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
@@ -147,6 +152,7 @@ pub async fn spawn_app_on_url(db: Arc<TestDb>, url: &str, settings: &[(&str, &st
     }));
     TestApp {
         addr,
+        clock,
         base: format!("http://{addr}"),
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

@@ -130,7 +130,7 @@ async fn the_grace_window_ends() {
     let (_, pair) = app.new_session().await;
     let (_, first) = tokens(&pair);
     let second = ok_pair(app.refresh(&first).await).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    app.clock.advance(Duration::from_millis(1100));
     assert_refused(app.refresh(&first).await).await;
     assert_refused(app.refresh(&tokens(&second).1).await).await;
 }
@@ -186,7 +186,7 @@ async fn the_idle_timeout_ends_a_session_that_is_not_refreshed() {
     let app = spawn_app_with(&[("AUTHD_REFRESH_TTL_SECS", "1")]).await;
     let (_, pair) = app.new_session().await;
     assert_eq!(pair["refresh_expires_in"], 1);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.clock.advance(Duration::from_secs(1));
     assert_refused(app.refresh(&tokens(&pair).1).await).await;
 }
 
@@ -196,10 +196,11 @@ async fn the_absolute_lifetime_caps_refresh_and_access_tokens() {
     let (_, pair) = app.new_session().await;
     assert!(pair["expires_in"].as_i64().unwrap() <= 3, "{pair}");
     assert!(pair["refresh_expires_in"].as_i64().unwrap() <= 3, "{pair}");
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    app.clock.advance(Duration::from_secs(1));
     let next = ok_pair(app.refresh(&tokens(&pair).1).await).await;
-    assert!(next["refresh_expires_in"].as_i64().unwrap() <= 2, "{next}");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(next["refresh_expires_in"], 2, "{next}");
+    assert_eq!(next["expires_in"], 2, "{next}");
+    app.clock.advance(Duration::from_secs(2));
     assert_refused(app.refresh(&tokens(&next).1).await).await;
 }
 
