@@ -55,7 +55,7 @@ impl Application {
     /// [`Application::build`] with the time read from `clock` (tests set it).
     pub async fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let repo = open_repo(config).await?;
-        // Building the hasher computes its dummy hash: ~20 ms of CPU, kept off the runtime.
+        // Building the hasher computes its dummy hash: a full hash of CPU, kept off the runtime.
         let hasher = tokio::task::spawn_blocking(PasswordHasher::per_core).await??;
         let warm = hasher.clone();
         tokio::spawn(async move { warm.run(|_| Password::warm_up()).await });

@@ -4,9 +4,9 @@
 
 use std::sync::LazyLock;
 
-use authd::auth::{
-    extract::{bearer_token, Bearer},
-    TokenKeys,
+use authd::{
+    auth::TokenKeys,
+    http::extract::{bearer_token, Bearer},
 };
 use axum::http::{header::AUTHORIZATION, HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;

@@ -16,8 +16,9 @@ use super::workers::{CpuPool, PoolError};
 pub const M_COST_KIB: u32 = 19_456;
 pub const T_COST: u32 = 2;
 pub const P_COST: u32 = 1;
-/// Jobs allowed to wait per hashing thread: at ~16 ms a hash, a queued login waits at most
-/// ~0.5 s before its own hash starts; a busier server answers `503` at once. Deep enough for
+/// Jobs allowed to wait per hashing thread: a queued login waits for at most this many hashes
+/// before its own starts (about half a second at the cost in BENCHMARKS.md); a busier server
+/// answers `503` at once. Deep enough for
 /// ordinary bursts and for clients that do not back off, which otherwise turn every refused
 /// slot into an immediate retry.
 pub const QUEUE_PER_WORKER: usize = 32;
@@ -41,7 +42,7 @@ pub enum Verdict {
 
 impl PasswordHasher {
     /// `workers` hashing threads with [`QUEUE_PER_WORKER`] waiting slots each. Computes the
-    /// dummy hash, ~20 ms of CPU: call it off the async workers.
+    /// dummy hash, a full hash's worth of CPU: call it off the async workers.
     pub fn new(workers: usize) -> std::io::Result<Self> {
         let params =
             Params::new(M_COST_KIB, T_COST, P_COST, None).expect("argon2 parameters are valid");

@@ -60,7 +60,7 @@ impl Password {
         Ok(Self(raw))
     }
 
-    /// Loads zxcvbn's dictionaries (~40 ms the first time) so no request pays for it.
+    /// Loads zxcvbn's dictionaries (a noticeable pause the first time) so no request pays for it.
     pub fn warm_up() {
         let _ = zxcvbn::zxcvbn("warm-up-value", &[]);
     }

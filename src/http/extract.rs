@@ -19,20 +19,6 @@ pub struct AuthUser {
 
 const MALFORMED: &str = "malformed Authorization header";
 
-/// RFC 6750 b64token: a non-empty run of these characters, '=' padding at the end. A table,
-/// since every authenticated request checks each of its token's ~240 bytes.
-static B64TOKEN: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        table[b] =
-            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
-        b += 1;
-    }
-    table
-};
-
 /// What the `Authorization` header holds.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Bearer<'a> {
@@ -45,38 +31,24 @@ pub enum Bearer<'a> {
 /// Another scheme counts as no credential; a Bearer header without a well-formed token is
 /// malformed.
 pub fn bearer_token(headers: &HeaderMap) -> Bearer<'_> {
-    let Some(header) = headers.get(AUTHORIZATION) else {
+    let Some(value) = headers.get(AUTHORIZATION) else {
         return Bearer::Missing;
     };
-    // Bytes rather than `HeaderValue::to_str`: the b64token table admits visible ASCII only,
-    // so a Bearer header needs no check of its own beyond the token's.
-    let value = header.as_bytes();
-    let (scheme, token) = match value.iter().position(|&b| b == b' ') {
-        Some(space) => (&value[..space], &value[space + 1..]),
-        None => (value, &[][..]),
-    };
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
-        // Another scheme is no credential, unless the header is not even visible ASCII.
-        return match header.to_str() {
-            Ok(_) => Bearer::Missing,
-            Err(_) => Bearer::Malformed,
-        };
-    }
-    let token = token.trim_ascii();
-    let unpadded = match token.iter().rposition(|&b| b != b'=') {
-        Some(last) => &token[..=last],
-        None => &[][..],
-    };
-    // Every byte checked, without a branch per byte (a `fold`, not `all`).
-    let valid = !token.is_empty()
-        && unpadded
-            .iter()
-            .fold(true, |valid, &b| valid & B64TOKEN[usize::from(b)]);
-    if !valid {
+    let Ok(value) = value.to_str() else {
         return Bearer::Malformed;
+    };
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Bearer::Missing;
     }
-    // ASCII, as the table admits nothing else: this is the fast path of the UTF-8 check.
-    std::str::from_utf8(token).map_or(Bearer::Malformed, Bearer::Token)
+    // RFC 6750 b64token: a non-empty run of these characters, then '=' padding.
+    let token = token.trim();
+    let b64token = |c: char| c.is_ascii_alphanumeric() || "-._~+/".contains(c);
+    if !token.is_empty() && token.trim_end_matches('=').chars().all(b64token) {
+        Bearer::Token(token)
+    } else {
+        Bearer::Malformed
+    }
 }
 
 /// The Bearer token of a request, or the `401` for its absence or malformation.
@@ -150,47 +122,6 @@ mod tests {
             b"Bearer \xff\xfe",
         ] {
             assert_eq!(parse(Some(bad)), Bearer::Malformed, "{bad:?}");
-        }
-    }
-
-    /// RFC 6750 §2.1 read the plain way, through `HeaderValue::to_str`.
-    fn reference(headers: &HeaderMap) -> Bearer<'_> {
-        let Some(value) = headers.get(AUTHORIZATION) else {
-            return Bearer::Missing;
-        };
-        let Ok(value) = value.to_str() else {
-            return Bearer::Malformed;
-        };
-        let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Bearer::Missing;
-        }
-        let token = token.trim();
-        let b64token = |c: char| c.is_ascii_alphanumeric() || "-._~+/".contains(c);
-        if !token.is_empty() && token.trim_end_matches('=').chars().all(b64token) {
-            Bearer::Token(token)
-        } else {
-            Bearer::Malformed
-        }
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn reads_every_header_value_as_the_plain_reading_does(
-            scheme in "(Bearer|bearer|BEARER|Basic|Token|)",
-            gap in "[ \t]{0,2}",
-            token in "[A-Za-z0-9._~+/-]{0,60}={0,2}[ \t]{0,2}",
-            junk in proptest::collection::vec(proptest::prop_oneof![9u8..=9, 32u8..=255], 0..4),
-        ) {
-            // Mostly well-formed tokens, some with a stray byte, space or tab, or obs-text.
-            let mut raw = format!("{scheme}{gap}{token}").into_bytes();
-            let at = raw.len() / 2;
-            raw.splice(at..at, junk);
-            if let Ok(value) = axum::http::HeaderValue::from_bytes(&raw) {
-                let mut headers = HeaderMap::new();
-                headers.insert(AUTHORIZATION, value);
-                proptest::prop_assert_eq!(bearer_token(&headers), reference(&headers));
-            }
         }
     }
 }
