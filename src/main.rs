@@ -1,11 +1,11 @@
 use std::process::ExitCode;
 
-/// The allocator: many small blocks that live for one request, freed on other threads than
-/// the ones that made them. See BENCHMARKS.md for the measurement; build with
-/// `--no-default-features` for the system allocator.
-#[cfg(feature = "mimalloc")]
+/// jemalloc: many small blocks that live for one request, and 19 MiB argon2 buffers that go
+/// back to the OS after a login burst. BENCHMARKS.md has the measurement against glibc's
+/// and mimalloc; build with `--no-default-features` for the system allocator.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use authd::{
     config::{self, Config, Settings},

@@ -3,35 +3,31 @@
 
 mod auth;
 pub mod clients;
-mod envelope;
 pub mod error;
 pub mod extract;
 mod health;
 pub mod json;
+mod layers;
 mod token;
 mod users;
 mod wellknown;
 
-use std::{any::Any, convert::Infallible, time::Duration};
+use std::{convert::Infallible, time::Duration};
 
 use axum::{
-    body::Body,
-    extract::{DefaultBodyLimit, FromRef, FromRequestParts, Request},
+    extract::{FromRef, FromRequestParts, Request},
     http::{header, request::Parts, HeaderValue, Method},
     middleware,
-    response::{IntoResponse, Response},
+    response::Response,
     Router,
 };
-use tower::{Service, ServiceBuilder};
-use tower_http::{
-    catch_panic::CatchPanicLayer,
-    cors::{AllowOrigin, CorsLayer},
-};
+use tower::Service;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{service::ClientInfo, state::AppState};
 use clients::Clients;
-use envelope::{EnvelopeLayer, REQUEST_ID};
 use error::ApiError;
+use layers::REQUEST_ID;
 
 /// Longest `User-Agent` kept with a session.
 const MAX_USER_AGENT: usize = 256;
@@ -70,42 +66,7 @@ pub fn router(
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state);
-    layers(routes, limits)
-}
-
-/// The layers every request goes through once: the envelope (trailing slash, span and log
-/// line, request id, URI and header limits, timeout, security headers), a handler's panic
-/// turned into a `500` in the error shape, CORS and the body limit. They wrap the router as a
-/// whole, not each route (`Router::layer`), which would box and clone them per route on every
-/// request.
-fn layers(
-    routes: Router,
-    limits: &HttpLimits,
-) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
-       + Clone
-       + Send
-       + Sync
-       + 'static {
-    ServiceBuilder::new()
-        .layer(EnvelopeLayer {
-            timeout: limits.request_timeout,
-        })
-        .map_response(|response: Response<_>| response.map(Body::new))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .option_layer(cors(&limits.cors_origins))
-        .layer(DefaultBodyLimit::max(json::MAX_BODY_BYTES))
-        .service(routes)
-}
-
-/// A handler's panic: logged (inside the request's span, so with its request id) and answered
-/// like any internal error.
-fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
-    let message = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_owned());
-    ApiError::Internal(anyhow::anyhow!("handler panicked: {message}")).into_response()
+    layers::around(routes, limits.request_timeout, cors(&limits.cors_origins))
 }
 
 /// CORS for the configured origins only; `None` (no CORS headers at all) when none are.
@@ -142,40 +103,5 @@ where
             ip: Some(ip.to_string()),
             user_agent,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use axum::{http::StatusCode, routing::get};
-    use tower::ServiceExt;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn a_panicking_handler_answers_500_in_the_error_shape() {
-        let routes = Router::new().route(
-            "/boom",
-            get(|| async {
-                if true {
-                    panic!("something broke");
-                }
-                "unreachable"
-            }),
-        );
-        let limits = HttpLimits {
-            request_timeout: Duration::from_secs(5),
-            cors_origins: Vec::new(),
-        };
-        let request = Request::get("/boom").body(Body::empty()).unwrap();
-        let response = layers(routes, &limits).oneshot(request).await.unwrap();
-        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert!(response.headers().contains_key(envelope::REQUEST_ID));
-        let body = axum::body::to_bytes(response.into_body(), 1024)
-            .await
-            .unwrap();
-        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(body["error"], "internal_error");
-        assert!(!body.to_string().contains("something broke"), "{body}");
     }
 }
