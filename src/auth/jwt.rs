@@ -5,10 +5,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine};
 use chrono::{DateTime, Utc};
-use ed25519_dalek::{
-    pkcs8::{DecodePrivateKey, EncodePrivateKey},
-    Signer,
-};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
@@ -87,38 +84,12 @@ fn verified_tokens() -> VerifiedTokens {
         .build()
 }
 
-/// How new access tokens are signed.
-enum TokenSigner {
-    /// HS256, through `jsonwebtoken`.
-    Hmac(EncodingKey),
-    /// Ed25519 with the key parsed once, and the encoded JOSE header. (`jsonwebtoken` parses
-    /// a PKCS#8 key and derives its public half again on every signature: a third of the
-    /// CPU time of a refresh.)
-    Ed25519 {
-        key: Box<ed25519_dalek::SigningKey>,
-        header: String,
-    },
-}
-
-impl TokenSigner {
-    fn ed25519(kid: &str, pkcs8_der: &[u8]) -> anyhow::Result<Self> {
-        let key = ed25519_dalek::SigningKey::from_pkcs8_der(pkcs8_der)
-            .map_err(|e| anyhow::anyhow!("decoding the Ed25519 signing key {kid}: {e}"))?;
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(kid.to_owned());
-        Ok(Self::Ed25519 {
-            key: Box::new(key),
-            header: B64.encode(serde_json::to_vec(&header)?),
-        })
-    }
-}
-
 /// The keys that sign new access tokens and verify presented ones.
 pub struct TokenKeys {
     verified: VerifiedTokens,
     signing_kid: String,
     signing_alg: Algorithm,
-    signer: TokenSigner,
+    signer: EncodingKey,
     verifiers: HashMap<String, Verifier>,
     jwks: serde_json::Value,
     issuer: String,
@@ -146,7 +117,7 @@ impl TokenKeys {
             verified: verified_tokens(),
             signing_kid: HS256_KID.to_owned(),
             signing_alg: Algorithm::HS256,
-            signer: TokenSigner::Hmac(EncodingKey::from_secret(secret)),
+            signer: EncodingKey::from_secret(secret),
             verifiers: HashMap::from([(HS256_KID.to_owned(), verifier)]),
             // A symmetric secret is never published.
             jwks: json!({ "keys": [] }),
@@ -165,6 +136,14 @@ impl TokenKeys {
             .iter()
             .find(|k| k.active)
             .ok_or_else(|| anyhow::anyhow!("no active signing key"))?;
+        // Checked here, at start, rather than at the first signature.
+        let private = ed25519_dalek::SigningKey::from_pkcs8_der(&active.private_key)
+            .map_err(|e| anyhow::anyhow!("decoding the Ed25519 signing key {}: {e}", active.kid))?;
+        anyhow::ensure!(
+            private.verifying_key().as_bytes()[..] == active.public_key[..],
+            "signing key {} does not match its public key",
+            active.kid
+        );
         let mut verifiers = HashMap::new();
         let mut jwks = Vec::new();
         for key in stored {
@@ -198,7 +177,7 @@ impl TokenKeys {
             verified: verified_tokens(),
             signing_kid: active.kid.clone(),
             signing_alg: Algorithm::EdDSA,
-            signer: TokenSigner::ed25519(&active.kid, &active.private_key)?,
+            signer: EncodingKey::from_ed_der(&active.private_key),
             verifiers,
             jwks: json!({ "keys": jwks }),
             issuer: issuer.to_owned(),
@@ -242,24 +221,9 @@ impl TokenKeys {
 
     /// Signs claims with the active key, naming it in the `kid` header.
     pub fn sign(&self, claims: &AccessClaims) -> anyhow::Result<String> {
-        match &self.signer {
-            TokenSigner::Hmac(key) => {
-                let mut header = Header::new(self.signing_alg);
-                header.kid = Some(self.signing_kid.clone());
-                Ok(jsonwebtoken::encode(&header, claims, key)?)
-            }
-            TokenSigner::Ed25519 { key, header } => {
-                // The JWS compact serialisation (RFC 7515 §7.1), as `jsonwebtoken::encode`
-                // writes it, with the header encoded once.
-                let mut token = header.clone();
-                token.push('.');
-                B64.encode_string(serde_json::to_vec(claims)?, &mut token);
-                let signature = key.sign(token.as_bytes());
-                token.push('.');
-                B64.encode_string(signature.to_bytes(), &mut token);
-                Ok(token)
-            }
-        }
+        let mut header = Header::new(self.signing_alg);
+        header.kid = Some(self.signing_kid.clone());
+        Ok(jsonwebtoken::encode(&header, claims, &self.signer)?)
     }
 
     /// Verifies a token: the key named by `kid`, that key's algorithm only, the signature,

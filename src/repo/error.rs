@@ -162,6 +162,7 @@ mod tests {
         assert!(matches!(RepoError::from(err), RepoError::Unavailable(_)));
 
         let reader = rusqlite::Connection::open(&path).unwrap();
+        reader.busy_timeout(Duration::ZERO).unwrap();
         let err = reader
             .query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
                 r.get::<_, i64>(0)
