@@ -6,7 +6,7 @@
 #
 #   usage: bench/ab.sh LABEL=BINARY [LABEL=BINARY ...]
 #   env:   ROUNDS (3), DURATION (6), WARMUP (2), C_ME (32), BENCH_DIR (../shared/bench),
-#          SCENARIO (me | refresh; refresh uses bench/refresh.lua chains)
+#          SCENARIO (me | login | refresh; refresh uses bench/refresh.lua chains)
 set -euo pipefail
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,6 +41,12 @@ one() {
                 wrk -t1 -c"${C_ME:-32}" -d"${WARMUP:-2}s" -s "$BENCH/lua/me.lua" "$BASE" >/dev/null
             line=$(TOKEN=$token BENCH_LUA_DIR="$BENCH/lua" taskset -c 1 \
                 wrk -t1 -c"${C_ME:-32}" -d"${DURATION:-6}s" -s "$BENCH/lua/me.lua" "$BASE" | grep WRK_RESULT)
+            ;;
+        login)
+            BENCH_LUA_DIR="$BENCH/lua" taskset -c 1 \
+                wrk -t1 -c16 -d"${WARMUP:-2}s" -s "$ROOT/bench/login.lua" "$BASE" >/dev/null
+            line=$(BENCH_LUA_DIR="$BENCH/lua" taskset -c 1 \
+                wrk -t1 -c16 -d"${DURATION:-6}s" -s "$ROOT/bench/login.lua" "$BASE" | grep WRK_RESULT)
             ;;
         refresh)
             local conns=16 chains=64 file

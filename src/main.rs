@@ -1,12 +1,5 @@
 use std::process::ExitCode;
 
-/// jemalloc: many small blocks that live for one request, and 19 MiB argon2 buffers that go
-/// back to the OS after a login burst. BENCHMARKS.md has the measurement against glibc's
-/// and mimalloc; build with `--no-default-features` for the system allocator.
-#[cfg(feature = "jemalloc")]
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 use authd::{
     config::{self, Config, Settings},
     startup, telemetry,
