@@ -5,7 +5,7 @@ use std::{
     time::Duration,
 };
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 /// The current time.
 pub trait Clock: Send + Sync + 'static {
@@ -28,9 +28,11 @@ impl Clock for SystemClock {
 pub struct ManualClock(Arc<Mutex<DateTime<Utc>>>);
 
 impl ManualClock {
-    /// Starts at the system's current time.
+    /// Starts at the system's current time, to the whole second: the databases keep times to
+    /// the microsecond, so a start within a second would make a test's exact figures depend on
+    /// the nanoseconds it happened to start at.
     pub fn new() -> Self {
-        Self(Arc::new(Mutex::new(Utc::now())))
+        Self(Arc::new(Mutex::new(Utc::now().trunc_subsecs(0))))
     }
 
     pub fn advance(&self, by: Duration) {
