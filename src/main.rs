@@ -1,5 +1,42 @@
 use std::process::ExitCode;
 
+/// jemalloc, with its freed pages kept instead of decayed back to the OS: each login hashes
+/// with a 19 MiB argon2 buffer, and with decay on, jemalloc returned those pages between two
+/// logins and faulted them in again at the next. The start-up's own hash is purged once
+/// ([`release_startup_memory`]), so an idle server starts small. BENCHMARKS.md has the
+/// measurements; `cargo build --no-default-features` gives the system allocator.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read at its first allocation (its documented `malloc_conf` symbol).
+#[cfg(feature = "jemalloc")]
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: &[u8] = b"dirty_decay_ms:-1,muzzy_decay_ms:-1\0";
+
+/// Hands the pages freed during start-up (the dummy password hash) back to the OS.
+#[cfg(feature = "jemalloc")]
+fn release_startup_memory() {
+    // `arena.<MALLCTL_ARENAS_ALL>.purge`: every arena's unused dirty pages.
+    // SAFETY: a documented mallctl that takes and returns nothing.
+    let failed = unsafe {
+        tikv_jemalloc_sys::mallctl(
+            c"arena.4096.purge".as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if failed != 0 {
+        tracing::warn!(error = failed, "could not return start-up memory to the OS");
+    }
+}
+
+#[cfg(not(feature = "jemalloc"))]
+fn release_startup_memory() {}
+
 use authd::{
     config::{self, Config, Settings},
     startup, telemetry,
@@ -59,6 +96,7 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => {
                 let app = startup::Application::build(&config).await?;
+                release_startup_memory();
                 app.run_until_stopped().await?;
                 Ok(())
             }
