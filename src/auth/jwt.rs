@@ -64,7 +64,7 @@ struct Verifier {
 #[derive(Default)]
 struct VerifiedTokens(Mutex<HashMap<Box<str>, Arc<AccessClaims>>>);
 
-/// Most tokens kept verified: about 4 MiB at ~250 bytes a token and its claims.
+/// Most tokens kept verified; each entry is one token and its claims, a few hundred bytes.
 const VERIFIED_CAPACITY: usize = 16_384;
 
 impl VerifiedTokens {

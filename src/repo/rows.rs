@@ -23,15 +23,15 @@ pub(super) trait Columns {
     fn opt_time(&self, i: usize) -> RepoResult<Option<DateTime<Utc>>>;
 
     fn text(&self, i: usize) -> RepoResult<String> {
-        self.opt_text(i)?.ok_or_else(|| null(i))
+        self.opt_text(i)?.ok_or_else(null)
     }
 
     fn time(&self, i: usize) -> RepoResult<DateTime<Utc>> {
-        self.opt_time(i)?.ok_or_else(|| null(i))
+        self.opt_time(i)?.ok_or_else(null)
     }
 }
 
-fn null(_column: usize) -> RepoError {
+fn null() -> RepoError {
     RepoError::other("a required column is NULL")
 }
 
