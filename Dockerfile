@@ -1,6 +1,10 @@
 # syntax=docker/dockerfile:1
 # Build: docker build -t authd .
-# Run:   docker run -p 8000:8000 -v authd-data:/var/lib/authd authd
+# Run:   openssl rand -base64 32 > master.key   # once; keep it apart from the data volume
+#        docker run -p 8000:8000 -v authd-data:/var/lib/authd \
+#            -e AUTHD_MASTER_KEY="$(cat master.key)" authd
+# AUTHD_MASTER_KEY seals the signing keys stored in the volume (see .env.example); without it
+# authd runs, keeps them in clear, and warns at start.
 
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src

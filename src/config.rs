@@ -17,6 +17,8 @@ use ipnet::IpNet;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::auth::sealing::MasterKey;
+
 /// Minimum length of `AUTHD_JWT_SECRET`, in bytes (RFC 7518 §3.2: at least the hash size).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
@@ -41,6 +43,8 @@ pub struct Config {
     pub refresh_grace: Duration,
     /// When set, access tokens are HS256 with this secret; otherwise Ed25519 keys from the database.
     pub jwt_secret: Option<SecretString>,
+    /// Seals the signing keys and server secrets stored in the database; `None`: in clear.
+    pub master_key: Option<MasterKey>,
     pub log_format: LogFormat,
     /// Login/registration/refresh attempts per client IP per minute; `None` turns it off.
     pub login_rate_per_min: Option<NonZeroU32>,
@@ -77,6 +81,7 @@ impl fmt::Debug for Config {
                 "jwt_secret",
                 &self.jwt_secret.as_ref().map(|_| "[redacted]"),
             )
+            .field("master_key", &self.master_key)
             .field("log_format", &self.log_format)
             .field("login_rate_per_min", &self.login_rate_per_min)
             .field("trusted_proxies", &self.trusted_proxies)
@@ -192,6 +197,17 @@ pub struct Settings {
         global = true
     )]
     jwt_secret: String,
+    /// 32 bytes in base64 that seal the signing keys and server secrets kept in the database;
+    /// unset: they are stored in clear (a warning at start)
+    #[arg(
+        long,
+        env = "AUTHD_MASTER_KEY",
+        default_value = "",
+        hide_default_value = true,
+        hide_env_values = true,
+        global = true
+    )]
+    master_key: String,
     /// Attempts per client IP per minute at the credential endpoints; 0 turns the limit off
     #[arg(
         long,
@@ -350,6 +366,14 @@ impl Config {
             secret => Some(SecretString::from(secret.to_owned())),
         };
 
+        let master_key = match s.master_key.trim() {
+            "" => None,
+            text => Some(
+                MasterKey::parse(text)
+                    .map_err(|e| ConfigError::new("AUTHD_MASTER_KEY", e.to_string()))?,
+            ),
+        };
+
         let log_format = match value("AUTHD_LOG_FORMAT", &s.log_format).trim() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -416,6 +440,7 @@ impl Config {
             session_max,
             refresh_grace,
             jwt_secret,
+            master_key,
             log_format,
             login_rate_per_min,
             trusted_proxies,

@@ -64,6 +64,23 @@ enum Command {
     /// Exit 0 when the server at AUTHD_ADDR answers GET /healthz with 200 (for container
     /// health checks, where no HTTP client may be installed).
     Healthcheck,
+    /// Manage the keys stored in the database.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Seal every stored signing key and server secret under a new master key, in one
+    /// transaction; then start authd with AUTHD_MASTER_KEY set to that key. The current key
+    /// (if any) comes from AUTHD_MASTER_KEY.
+    Rekey {
+        /// A file holding the new key: 32 bytes in base64 (`openssl rand -base64 32 > F`)
+        #[arg(long, value_name = "FILE")]
+        new_key_file: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -106,6 +123,16 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Healthcheck => startup::healthcheck(config.addr).await,
+            Command::Keys {
+                command: KeysCommand::Rekey { new_key_file },
+            } => {
+                let resealed = startup::rekey(&config, &new_key_file).await?;
+                println!(
+                    "{resealed} stored secrets are now sealed under the key in {}; start authd with AUTHD_MASTER_KEY set to it",
+                    new_key_file.display()
+                );
+                Ok(())
+            }
         }
     });
     match result {

@@ -11,8 +11,10 @@ use uuid::Uuid;
 
 use crate::{
     auth::{
+        device::{Device, DeviceKey, DEVICE_KEY_NAME},
         jwt::TokenError,
         password::Verdict,
+        pseudonym::{PseudonymKey, PSEUDONYM_KEY_NAME},
         refresh::{DerivationKey, DERIVATION_KEY_NAME},
         workers::PoolError,
         AccessClaims, PasswordHasher, RefreshToken, TokenKeys,
@@ -20,8 +22,14 @@ use crate::{
     clock::Clock,
     config::Config,
     domain::{Email, FullName, Password, PasswordPolicyError, User, Username},
-    repo::{NewSession, NewUser, RefreshRecord, Repo, RepoError, Rotation, UniqueField},
+    repo::{
+        Attempt, LockRule, NewSession, NewUser, RefreshRecord, Repo, RepoError, Rotation,
+        UniqueField,
+    },
 };
+
+mod secrets;
+pub use secrets::{Vault, VaultError};
 
 /// Lifetimes of tokens and sessions.
 #[derive(Debug, Clone)]
@@ -61,6 +69,21 @@ impl std::fmt::Debug for TokenPair {
             .field("refresh_expires_in", &self.refresh_expires_in)
             .finish_non_exhaustive()
     }
+}
+
+/// A successful login: the token pair, and the device cookie value that lets this browser
+/// try again while the name is locked (see [`crate::auth::device`]).
+#[derive(Debug)]
+pub struct LoginSuccess {
+    pub pair: TokenPair,
+    pub device_cookie: String,
+}
+
+/// What housekeeping removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub sessions: u64,
+    pub attempt_counts: u64,
 }
 
 /// A registration as received; [`AuthService::register`] checks the password policy.
@@ -178,19 +201,23 @@ struct Inner {
     hasher: PasswordHasher,
     keys: TokenKeys,
     derivation_key: DerivationKey,
+    device_key: DeviceKey,
+    pseudonyms: PseudonymKey,
     policy: TokenPolicy,
     clock: Arc<dyn Clock>,
 }
 
 impl AuthService {
-    /// Loads (or, on a new database, creates) the signing keys and the refresh derivation key.
+    /// Opens the stored secrets with the master key (see [`Vault::open`]) and loads (or, on a
+    /// new database, creates) the signing keys and the server keys.
     pub async fn load(
         repo: Repo,
         hasher: PasswordHasher,
         clock: Arc<dyn Clock>,
         config: &Config,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, VaultError> {
         let now = clock.now();
+        let vault = Vault::open(repo.clone(), config.master_key.clone()).await?;
         let keys = match &config.jwt_secret {
             Some(secret) => TokenKeys::hs256(
                 secret.expose_secret().as_bytes(),
@@ -198,14 +225,21 @@ impl AuthService {
                 &config.audience,
             ),
             None => {
-                let stored = repo
-                    .signing_keys_or_insert(&TokenKeys::generate_ed25519(now)?)
+                let stored = vault
+                    .signing_keys_or_insert(TokenKeys::generate_ed25519(now)?)
                     .await?;
                 TokenKeys::ed25519(&stored, &config.issuer, &config.audience)?
             }
         };
-        let derivation_key = repo
-            .server_secret(DERIVATION_KEY_NAME, &DerivationKey::generate(), now)
+        let random_key = || DeviceKey::generate().to_vec();
+        let derivation_key = vault
+            .server_secret(DERIVATION_KEY_NAME, random_key(), now)
+            .await?;
+        let device_key = vault
+            .server_secret(DEVICE_KEY_NAME, random_key(), now)
+            .await?;
+        let pseudonyms = vault
+            .server_secret(PSEUDONYM_KEY_NAME, random_key(), now)
             .await?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -213,6 +247,8 @@ impl AuthService {
                 hasher,
                 keys,
                 derivation_key: DerivationKey::from_bytes(&derivation_key)?,
+                device_key: DeviceKey::from_bytes(&device_key)?,
+                pseudonyms: PseudonymKey::from_bytes(&pseudonyms)?,
                 policy: TokenPolicy::from_config(config),
                 clock,
             }),
@@ -264,42 +300,46 @@ impl AuthService {
         Ok(user)
     }
 
-    /// The password grant: checks the credentials and opens a session.
+    /// The password grant: counts the attempt, checks the credentials and opens a session.
+    ///
+    /// The attempt is counted before the password is checked, against the login name, or,
+    /// when `device_cookie` is a valid one for that name, against that device alone; a
+    /// success clears that count. A locked subject gets [`Error::Throttled`] without a
+    /// password check.
     pub async fn login(
         &self,
         username: &str,
         password: SecretString,
         client: ClientInfo,
-    ) -> Result<TokenPair, Error> {
+        device_cookie: Option<&str>,
+    ) -> Result<LoginSuccess, Error> {
         let repo = &self.inner.repo;
         let Ok(login) = Username::parse(username) else {
             // No account can have this name (and it may hold bytes a database refuses, such
             // as NUL): one dummy verification, so it costs what a wrong password costs.
             self.inner.hasher.verify(password, None).await?;
-            tracing::info!("login failed");
+            self.log_refusal(username, &client, false, "login failed");
             return Err(Error::InvalidCredentials);
         };
         let name = login.normalized();
         let now = self.now();
-        let throttle = repo.login_throttle(&name).await?;
-        let had_failures = throttle.is_some();
-        let locked_until = throttle.flatten().filter(|until| *until > now);
-        if let Some(until) = locked_until {
-            let trusted_client = match &client.ip {
-                Some(ip) => {
-                    repo.has_logged_in_from(&name, ip, now - KNOWN_CLIENT_WINDOW)
-                        .await?
-                }
-                None => false,
-            };
-            if !trusted_client {
-                let wait = (until - now).num_milliseconds().max(0) as u64;
-                tracing::info!("login throttled");
+        let device = device_cookie
+            .and_then(|value| self.inner.device_key.verify(value))
+            .filter(|device| device.name == name);
+        let subject = match &device {
+            Some(device) => format!("device:{}", device.id.simple()),
+            None => format!("name:{name}"),
+        };
+        let failures = match repo.count_attempt(&subject, now, LOCK_RULE).await? {
+            Attempt::Admitted { failures } => failures,
+            Attempt::Locked { until } => {
+                let wait = (until - now).num_milliseconds().max(1) as u64;
+                self.log_refusal(&name, &client, device.is_some(), "login throttled");
                 return Err(Error::Throttled {
                     retry_after_secs: wait.div_ceil(1000),
                 });
             }
-        }
+        };
 
         // A password over the maximum can never be right: no hashing of megabyte inputs.
         let too_long = password.expose_secret().chars().count() > Password::MAX_LEN;
@@ -327,16 +367,21 @@ impl AuthService {
                 creds
             }
             _ => {
-                self.count_failure(&name, now).await?;
-                tracing::info!("login failed");
+                // Already counted; this failure locked the subject if it reached the threshold.
+                if let Some(delay) = lock_delay(failures) {
+                    tracing::warn!(
+                        failures,
+                        delay_secs = delay.as_secs(),
+                        device = device.is_some(),
+                        login = %self.inner.pseudonyms.tag(&name),
+                        "login locked after repeated failures"
+                    );
+                }
+                self.log_refusal(&name, &client, device.is_some(), "login failed");
                 return Err(Error::InvalidCredentials);
             }
         };
-        // A success ends the run of failures; most logins have none to clear, and skip the
-        // write. (One counted while this login was verifying is kept: the stricter outcome.)
-        if had_failures {
-            repo.clear_login_failures(&name).await?;
-        }
+        repo.clear_attempts(&subject).await?;
         let user = creds.user;
         let expires_at = now + self.inner.policy.session_max;
         let idle_expires_at = (now + self.inner.policy.refresh_ttl).min(expires_at);
@@ -360,22 +405,38 @@ impl AuthService {
             session_id,
             expires_at,
         };
-        Ok(self.token_pair(session, now, &refresh, idle_expires_at)?)
+        let pair = self.token_pair(session, now, &refresh, idle_expires_at)?;
+        // The same device keeps its id; a browser without one gets a new one.
+        let device = device.unwrap_or_else(|| Device {
+            id: Uuid::new_v4(),
+            name,
+        });
+        Ok(LoginSuccess {
+            pair,
+            device_cookie: self.inner.device_key.issue(&device),
+        })
     }
 
-    /// Counts a failed login for `name`; from the [`FREE_FAILURES`]th on, locks further
-    /// attempts for a delay that doubles with each failure, up to [`MAX_LOCK`].
-    async fn count_failure(&self, name: &str, now: DateTime<Utc>) -> Result<(), Error> {
-        let failures = self.inner.repo.record_login_failure(name, now).await?;
-        if let Some(delay) = lock_delay(failures) {
-            self.inner.repo.lock_logins(name, now + delay).await?;
-            tracing::warn!(
-                failures,
-                delay_secs = delay.as_secs(),
-                "login name throttled after repeated failures"
-            );
-        }
-        Ok(())
+    /// Logs a refused login with the client's address and a keyed hash of the name tried,
+    /// never the name itself.
+    fn log_refusal(&self, name: &str, client: &ClientInfo, device: bool, what: &'static str) {
+        tracing::info!(
+            client_ip = client.ip.as_deref().unwrap_or("-"),
+            login = %self.inner.pseudonyms.tag(name),
+            device,
+            "{what}"
+        );
+    }
+
+    /// Deletes what has expired: sessions past their idle or absolute end (with their
+    /// refresh-token hashes), and attempt counts untouched for a day. Run hourly.
+    pub async fn housekeeping(&self) -> Result<Pruned, Error> {
+        let now = self.now();
+        let repo = &self.inner.repo;
+        Ok(Pruned {
+            sessions: repo.prune_sessions(now).await?,
+            attempt_counts: repo.prune_attempts(now - TimeDelta::days(1)).await?,
+        })
     }
 
     async fn upgrade_hash(&self, user_id: Uuid, old_hash: &str, password: SecretString) {
@@ -463,6 +524,8 @@ impl AuthService {
     }
 
     /// Ends the session a refresh token belongs to (any token of the chain will do).
+    /// Ends the session of a refresh token. Refused when the token is unknown, or its
+    /// session has already ended or expired (of two logouts at once, one succeeds).
     pub async fn logout_with_refresh(&self, presented: &str) -> Result<(), Error> {
         let token = RefreshToken::parse(presented).ok_or(Error::RefreshTokenRefused)?;
         let record = self
@@ -471,19 +534,31 @@ impl AuthService {
             .find_refresh(&token.hash())
             .await?
             .ok_or(Error::RefreshTokenRefused)?;
-        if record.revoked_at.is_some() {
+        if !self.revoke(record.user_id, record.session_id).await? {
             return Err(Error::RefreshTokenRefused);
         }
-        self.end_session(record.user_id, record.session_id).await
+        Ok(())
     }
 
+    /// Ends the session of an access token; refused when it has already ended or expired.
     pub async fn end_session(&self, user_id: Uuid, session_id: Uuid) -> Result<(), Error> {
-        self.inner
+        if !self.revoke(user_id, session_id).await? {
+            return Err(Error::AccessTokenRefused(TokenRefusal::SessionEnded));
+        }
+        Ok(())
+    }
+
+    /// Whether this call ended the session (it was live until now).
+    async fn revoke(&self, user_id: Uuid, session_id: Uuid) -> Result<bool, Error> {
+        let ended = self
+            .inner
             .repo
             .revoke_session(session_id, "logout", self.now())
             .await?;
-        tracing::info!(user_id = %user_id, session_id = %session_id, "logout");
-        Ok(())
+        if ended {
+            tracing::info!(user_id = %user_id, session_id = %session_id, "logout");
+        }
+        Ok(ended)
     }
 
     pub async fn end_all_sessions(&self, user_id: Uuid) -> Result<(), Error> {
@@ -594,16 +669,19 @@ fn judge(record: &RefreshRecord, now: DateTime<Utc>, grace: Duration) -> Judgeme
     }
 }
 
-/// Consecutive failed logins allowed before a login name is throttled.
+/// Consecutive failed logins allowed before a login name (or device) is throttled.
 pub const FREE_FAILURES: i64 = 5;
 /// The longest a throttled login name waits.
 pub const MAX_LOCK: Duration = Duration::from_secs(15 * 60);
-/// A client that logged in as a user within this window may still try while the user's
-/// login name is throttled.
-const KNOWN_CLIENT_WINDOW: TimeDelta = TimeDelta::days(30);
+/// [`lock_delay`] as the repository's counting statement applies it.
+const LOCK_RULE: LockRule = LockRule {
+    free: FREE_FAILURES,
+    max_secs: MAX_LOCK.as_secs() as i64,
+};
 
 /// The lock after `failures` consecutive failures: none for the first four, then 1 s,
-/// doubling with each further failure, capped at [`MAX_LOCK`].
+/// doubling with each further failure, capped at [`MAX_LOCK`]. (The repository computes the
+/// same in SQL from [`LOCK_RULE`]; a test holds the two together.)
 pub fn lock_delay(failures: i64) -> Option<Duration> {
     let beyond = failures - FREE_FAILURES;
     if beyond < 0 {

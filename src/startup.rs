@@ -22,13 +22,14 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::{
+    auth::sealing::MasterKey,
     auth::PasswordHasher,
     clock::{Clock, SystemClock},
     config::Config,
     domain::Password,
     http::{self, clients::Clients, HttpLimits},
     repo::Repo,
-    service::AuthService,
+    service::{AuthService, Vault},
     state::AppState,
 };
 
@@ -61,7 +62,7 @@ impl Application {
         tokio::spawn(async move { warm.run(|_| Password::warm_up()).await });
         let auth = AuthService::load(repo.clone(), hasher, clock, config)
             .await
-            .context("cannot load signing keys")?;
+            .context("cannot load the stored keys")?;
 
         let listener = TcpListener::bind(config.addr)
             .await
@@ -86,6 +87,11 @@ impl Application {
             limits,
             header_timeout: config.header_timeout,
         })
+    }
+
+    /// The service behind the routes (tests call its housekeeping).
+    pub fn auth(&self) -> AuthService {
+        self.state.auth.clone()
     }
 
     /// The address really bound (with the real port when `AUTHD_ADDR` asked for port 0).
@@ -113,7 +119,7 @@ impl Application {
             header_timeout,
         } = self;
         state.clients.spawn_pruning(Duration::from_secs(60));
-        let housekeeping = tokio::spawn(housekeeping(repo.clone()));
+        let housekeeping = tokio::spawn(housekeeping(state.auth.clone()));
         let app = http::router(state, &limits);
 
         let mut http = hyper::server::conn::http1::Builder::new();
@@ -163,15 +169,18 @@ impl Application {
     }
 }
 
-/// Hourly: forgets failed-login counts untouched for a day, so that junk login names do not
-/// accumulate.
-async fn housekeeping(repo: Repo) {
+/// Hourly, from the start: deletes expired sessions and stale attempt counts.
+async fn housekeeping(auth: AuthService) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tick.tick().await;
-        let stale = chrono::Utc::now() - chrono::TimeDelta::days(1);
-        if let Err(e) = repo.prune_login_failures(stale).await {
-            tracing::warn!(error = %e, "pruning failed-login counts failed");
+        match auth.housekeeping().await {
+            Ok(pruned) => tracing::info!(
+                sessions = pruned.sessions,
+                attempt_counts = pruned.attempt_counts,
+                "expired records deleted"
+            ),
+            Err(e) => tracing::warn!(error = %e, "deleting expired records failed"),
         }
     }
 }
@@ -180,6 +189,21 @@ async fn housekeeping(repo: Repo) {
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     open_repo(config).await?.close().await;
     Ok(())
+}
+
+/// Seals every stored secret under the master key in `new_key_file` (`authd keys rekey`);
+/// returns how many. Nothing is written unless every secret opens with the current key.
+pub async fn rekey(config: &Config, new_key_file: &std::path::Path) -> anyhow::Result<usize> {
+    let text = std::fs::read_to_string(new_key_file)
+        .with_context(|| format!("cannot read {}", new_key_file.display()))?;
+    let new = MasterKey::parse(&text)
+        .with_context(|| format!("the new master key in {}", new_key_file.display()))?;
+    let repo = open_repo(config).await?;
+    let resealed = Vault::unchecked(repo.clone(), config.master_key.clone())
+        .rekey(&new)
+        .await;
+    repo.close().await;
+    Ok(resealed?)
 }
 
 /// Opens the configured database and applies its migrations.

@@ -194,6 +194,7 @@ impl TokenKeys {
             kid: thumbprint(&public),
             algorithm: "EdDSA".to_owned(),
             private_key: private.as_bytes().to_vec(),
+            sealed: false,
             public_key: public.to_vec(),
             active: true,
             created_at: now,

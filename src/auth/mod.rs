@@ -1,10 +1,14 @@
-//! Credentials: password hashing (argon2id), access tokens (JWT keys and claims) and refresh
-//! tokens (random values, their hashes and their derivation). Nothing here knows HTTP or the
-//! service that uses it.
+//! Credentials: password hashing (argon2id), access tokens (JWT keys and claims), refresh
+//! tokens (random values, their hashes and their derivation), device cookies, the sealing of
+//! stored secrets under the master key, and the keyed hashes that stand for login names in
+//! logs. Nothing here knows HTTP or the service that uses it.
 
+pub mod device;
 pub mod jwt;
 pub mod password;
+pub mod pseudonym;
 pub mod refresh;
+pub mod sealing;
 pub mod workers;
 
 pub use jwt::{AccessClaims, TokenKeys};

@@ -1,5 +1,9 @@
 //! argon2id password hashing on a dedicated, bounded pool of threads ([`CpuPool`]), through
 //! the argon2 crate's own `PasswordHasher` and `PasswordVerifier`.
+//!
+//! Passwords are hashed and checked in Unicode NFKC form ([`normalize_password`]). A hash
+//! stored before that rule, of a password typed in another form, still verifies: the raw
+//! form is tried once after the normalized one, and a match asks for a rehash.
 
 use std::sync::Arc;
 
@@ -11,6 +15,7 @@ use rand::rngs::OsRng;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::workers::{CpuPool, PoolError};
+use crate::domain::normalize_password;
 
 /// OWASP's argon2id recommendation: 19 MiB of memory, 2 passes, 1 lane.
 pub const M_COST_KIB: u32 = 19_456;
@@ -61,7 +66,7 @@ impl PasswordHasher {
         Self::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
     }
 
-    /// Hashes a password into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`).
+    /// Hashes a password, in NFKC form, into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`).
     pub async fn hash(&self, password: SecretString) -> Result<String, PoolError> {
         let hasher = self.clone();
         self.pool
@@ -80,11 +85,12 @@ impl PasswordHasher {
 
     /// Hashes on the calling thread. Only for jobs already on the hashing threads.
     pub fn hash_now(&self, password: &str) -> String {
-        hash_with(&self.argon2, password)
+        hash_with(&self.argon2, normalize_password(password).expose_secret())
     }
 
     /// Checks `password` against `stored` (a PHC string), or against the dummy hash when
-    /// there is no such user, which always gives [`Verdict::Mismatch`].
+    /// there is no such user, which always gives [`Verdict::Mismatch`]. Either way it costs
+    /// the same: one verification, or two for a password whose NFKC form differs.
     pub async fn verify(
         &self,
         password: SecretString,
@@ -110,24 +116,46 @@ fn hash_with(argon2: &Argon2<'_>, password: &str) -> String {
         .to_string()
 }
 
-/// Checks `password` against a PHC string with the algorithm, version and parameters it
-/// names, and says whether it should be hashed again with the current ones.
+/// Checks `password` against a PHC string, in NFKC form and then, if that differs, as typed;
+/// says whether the hash should be made again (see [`weaker_than_current`]).
 fn verify(password: &str, phc: &str) -> Verdict {
     let Ok(parsed) = PasswordHash::new(phc) else {
         return Verdict::Mismatch;
     };
-    // `Argon2`'s verifier takes the algorithm, version and parameters from the hash.
-    if Argon2::default()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_err()
-    {
-        return Verdict::Mismatch;
+    let normalized = normalize_password(password);
+    if matches(normalized.expose_secret(), &parsed) {
+        return Verdict::Match {
+            needs_rehash: weaker_than_current(&parsed),
+        };
     }
-    let current = Params::try_from(&parsed).ok();
-    let needs_rehash = parsed.algorithm != argon2::ARGON2ID_IDENT
-        || current
-            .is_none_or(|p| (p.m_cost(), p.t_cost(), p.p_cost()) != (M_COST_KIB, T_COST, P_COST));
-    Verdict::Match { needs_rehash }
+    if normalized.expose_secret() != password && matches(password, &parsed) {
+        // Hashed as typed, before passwords were normalized: hash the normalized form now.
+        return Verdict::Match { needs_rehash: true };
+    }
+    Verdict::Mismatch
+}
+
+/// `Argon2`'s verifier takes the algorithm, version and parameters from the hash.
+fn matches(password: &str, parsed: &PasswordHash<'_>) -> bool {
+    Argon2::default()
+        .verify_password(password.as_bytes(), parsed)
+        .is_ok()
+}
+
+/// Whether hashing again with the current parameters would strengthen `parsed`: it is not
+/// argon2id of the current version, or none of its costs is above the current one and at
+/// least one is below. A hash with any cost above the current one is kept as it is, so that
+/// lowering the parameters never weakens stored hashes.
+fn weaker_than_current(parsed: &PasswordHash<'_>) -> bool {
+    if parsed.algorithm != argon2::ARGON2ID_IDENT || parsed.version != Some(Version::V0x13.into()) {
+        return true;
+    }
+    let Ok(stored) = Params::try_from(parsed) else {
+        return true;
+    };
+    let stored = [stored.m_cost(), stored.t_cost(), stored.p_cost()];
+    let current = [M_COST_KIB, T_COST, P_COST];
+    stored.iter().zip(&current).all(|(s, c)| s <= c) && stored != current
 }
 
 #[cfg(test)]
@@ -217,6 +245,68 @@ mod tests {
             hasher.verify(secret("pw-123456"), Some(phc)).await.unwrap(),
             Verdict::Match { needs_rehash: true }
         );
+    }
+
+    #[test]
+    fn stronger_or_mixed_parameters_are_never_rehashed() {
+        let with = |m: u32, t: u32, p: u32| {
+            let argon2 = Argon2::new(
+                Algorithm::Argon2id,
+                Version::V0x13,
+                Params::new(m, t, p, None).unwrap(),
+            );
+            argon2
+                .hash_password(b"pw-123456", &SaltString::generate(&mut OsRng))
+                .unwrap()
+                .to_string()
+        };
+        let rehash = |phc: String| match verify("pw-123456", &phc) {
+            Verdict::Match { needs_rehash } => needs_rehash,
+            Verdict::Mismatch => panic!("{phc} did not verify"),
+        };
+        assert!(!rehash(with(M_COST_KIB, T_COST, P_COST)), "current");
+        assert!(rehash(with(M_COST_KIB / 2, T_COST, P_COST)), "less memory");
+        assert!(rehash(with(M_COST_KIB, 1, P_COST)), "fewer passes");
+        assert!(!rehash(with(M_COST_KIB * 2, T_COST, P_COST)), "more memory");
+        assert!(!rehash(with(M_COST_KIB, T_COST + 1, P_COST)), "more passes");
+        assert!(
+            !rehash(with(M_COST_KIB * 2, 1, P_COST)),
+            "more memory, fewer passes: not clearly weaker"
+        );
+        let argon2i = reference_hash(Algorithm::Argon2i, M_COST_KIB * 2, "pw-123456");
+        assert!(rehash(argon2i), "argon2i becomes argon2id");
+    }
+
+    #[test]
+    fn passwords_match_in_any_unicode_form_and_old_raw_hashes_still_verify() {
+        // "é" composed (U+00E9) and decomposed (e + U+0301); full-width "Ａ" (NFKC: "A").
+        let (composed, decomposed) = ("caf\u{e9}-latte-42", "cafe\u{301}-latte-42");
+        let hasher = PasswordHasher::new(1).unwrap();
+        let phc = hasher.hash_now(decomposed);
+        for typed in [composed, decomposed] {
+            assert_eq!(
+                verify(typed, &phc),
+                Verdict::Match {
+                    needs_rehash: false
+                },
+                "{typed:?}"
+            );
+        }
+        assert_eq!(verify("cafe-latte-42", &phc), Verdict::Mismatch);
+        let full_width = hasher.hash_now("\u{ff21}bc-secret-9");
+        assert!(matches!(
+            verify("Abc-secret-9", &full_width),
+            Verdict::Match { .. }
+        ));
+
+        // A hash of the raw decomposed form, as stored before normalization: it still
+        // verifies when typed the same way, and asks to be made again.
+        let raw = hash_with(&hasher.argon2, decomposed);
+        assert_eq!(
+            verify(decomposed, &raw),
+            Verdict::Match { needs_rehash: true }
+        );
+        assert_eq!(verify(composed, &raw), Verdict::Mismatch);
     }
 
     #[tokio::test]

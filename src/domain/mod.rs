@@ -9,7 +9,7 @@ mod username;
 
 pub use email::Email;
 pub use full_name::FullName;
-pub use password::{Password, PasswordPolicyError};
-pub use signing_key::StoredSigningKey;
+pub use password::{normalize as normalize_password, Password, PasswordPolicyError};
+pub use signing_key::{StoredSecret, StoredSigningKey};
 pub use user::{User, UserId};
 pub use username::Username;

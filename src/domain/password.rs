@@ -1,7 +1,10 @@
 use secrecy::{ExposeSecret, SecretString};
+use unicode_normalization::UnicodeNormalization;
 
 /// A new password that meets the policy of NIST SP 800-63B §3.1.1.2: 8 to 128 characters, no
 /// composition rules, not containing the username, and not a common or easily guessed value.
+/// The policy judges the password in Unicode NFKC form, the form that is hashed (see
+/// [`normalize`]).
 ///
 /// The guessability check uses zxcvbn, whose dictionaries hold the ~30,000 most common
 /// passwords and recognise their usual variants (l33t, suffixes, keyboard walks, repeats).
@@ -34,7 +37,9 @@ impl Password {
         username: &str,
         email: Option<&str>,
     ) -> Result<Self, PasswordPolicyError> {
-        let pw = raw.expose_secret();
+        let normalized = normalize(raw.expose_secret());
+        drop(raw);
+        let pw = normalized.expose_secret();
         let len = pw.chars().count();
         if len < Self::MIN_LEN {
             return Err(PasswordPolicyError::TooShort);
@@ -57,7 +62,7 @@ impl Password {
             return Err(PasswordPolicyError::TooCommon(why));
         }
         drop(estimate);
-        Ok(Self(raw))
+        Ok(Self(normalized))
     }
 
     /// Loads zxcvbn's dictionaries (a noticeable pause the first time) so no request pays for it.
@@ -68,6 +73,12 @@ impl Password {
     pub fn expose(&self) -> &str {
         self.0.expose_secret()
     }
+}
+
+/// A password in Unicode NFKC form (NIST SP 800-63B §5.1.1.2), so that the same password
+/// typed on two keyboards, composed or decomposed, full-width or not, is the same password.
+pub fn normalize(password: &str) -> SecretString {
+    SecretString::from(password.nfkc().collect::<String>())
 }
 
 impl std::fmt::Debug for Password {
@@ -157,7 +168,8 @@ mod tests {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
         #[test]
         fn parse_never_panics(raw in "\\PC{0,150}", user in "[a-z]{3,10}") {
-            let len = raw.chars().count();
+            // The policy measures the NFKC form, which can be longer than what was typed.
+            let len = normalize(&raw).expose_secret().chars().count();
             match check(&raw, &user) {
                 Ok(_) => proptest::prop_assert!((8..=128).contains(&len)),
                 Err(PasswordPolicyError::TooShort) => proptest::prop_assert!(len < 8),

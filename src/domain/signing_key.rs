@@ -1,7 +1,8 @@
 use chrono::{DateTime, Utc};
 
-/// An access-token signing key as stored. The private key is PKCS#8 DER; it never leaves the
-/// process, and `Debug` leaves it out.
+/// An access-token signing key as stored. The private key is PKCS#8 DER, sealed under the
+/// master key when `sealed` (see `crate::auth::sealing`); it never leaves the process, and
+/// `Debug` leaves it out.
 #[derive(Clone)]
 pub struct StoredSigningKey {
     /// The key's id, named in each token's `kid` header.
@@ -9,6 +10,8 @@ pub struct StoredSigningKey {
     /// The JWS algorithm (`EdDSA`).
     pub algorithm: String,
     pub private_key: Vec<u8>,
+    /// Whether `private_key` is sealed under the master key.
+    pub sealed: bool,
     pub public_key: Vec<u8>,
     /// Whether this key signs new tokens; the others only verify.
     pub active: bool,
@@ -21,7 +24,40 @@ impl std::fmt::Debug for StoredSigningKey {
             .field("kid", &self.kid)
             .field("algorithm", &self.algorithm)
             .field("active", &self.active)
+            .field("sealed", &self.sealed)
             .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoredSigningKey {
+    /// The associated data a sealed private key is bound to: its row.
+    pub fn row(&self) -> String {
+        format!("signing_keys:{}", self.kid)
+    }
+}
+
+/// A server secret as stored (a random key that every replica shares), sealed under the
+/// master key when `sealed`. `Debug` leaves the value out.
+#[derive(Clone)]
+pub struct StoredSecret {
+    pub name: String,
+    pub secret: Vec<u8>,
+    pub sealed: bool,
+}
+
+impl StoredSecret {
+    /// The associated data a sealed secret is bound to: its row.
+    pub fn row(&self) -> String {
+        format!("server_secrets:{}", self.name)
+    }
+}
+
+impl std::fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSecret")
+            .field("name", &self.name)
+            .field("sealed", &self.sealed)
             .finish_non_exhaustive()
     }
 }

@@ -12,10 +12,11 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::{
+    device::DeviceCookie,
     error::{ApiError, OAuthError},
     extract::{require_bearer, AuthUser},
     json::{body_error, has_content_type, is_json, parse_json, ApiJson},
-    token::{refreshed, token_response},
+    token::{login_response, refreshed, token_response},
     ClientInfo,
 };
 use crate::{service::AuthService, state::AppState};
@@ -48,6 +49,7 @@ struct RefreshBody {
 async fn login(
     State(auth): State<AuthService>,
     client: ClientInfo,
+    device: DeviceCookie,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Response, OAuthError> {
     let username = body
@@ -55,11 +57,11 @@ async fn login(
         .filter(|u| !u.is_empty())
         .ok_or_else(|| missing("username"))?;
     let password = body.password.ok_or_else(|| missing("password"))?;
-    let pair = auth
-        .login(&username, password, client)
+    let success = auth
+        .login(&username, password, client, device.value.as_deref())
         .await
         .map_err(|e| OAuthError::from_service(e, StatusCode::UNAUTHORIZED))?;
-    Ok(token_response(pair))
+    Ok(login_response(success, &device))
 }
 
 #[tracing::instrument(name = "refresh", skip_all)]

@@ -1,9 +1,14 @@
 //! Who is calling: the client IP (from the socket, or from `X-Forwarded-For` when the peer is
-//! a trusted proxy) and the per-IP rate limit on the credential endpoints.
+//! a trusted proxy) and the per-IP rate limit on the credential endpoints, whose buckets
+//! group IPv6 clients by /64 (one subscriber's whole prefix, which one host can cycle
+//! through at will).
 
 use std::{
-    net::{IpAddr, SocketAddr},
-    sync::Arc,
+    net::{IpAddr, Ipv6Addr, SocketAddr},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
@@ -25,6 +30,8 @@ const X_FORWARDED_FOR: &str = "x-forwarded-for";
 pub struct Clients {
     trusted_proxies: Arc<[IpNet]>,
     limiter: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
+    /// Whether the "proxy but no trusted proxies" warning has been logged.
+    warned_untrusted_proxy: Arc<AtomicBool>,
 }
 
 impl Clients {
@@ -35,6 +42,7 @@ impl Clients {
         Self {
             trusted_proxies: config.trusted_proxies.clone().into(),
             limiter,
+            warned_untrusted_proxy: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -43,6 +51,9 @@ impl Clients {
     /// written by the client and prove nothing.
     pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         if !self.is_trusted(peer) {
+            if self.trusted_proxies.is_empty() && headers.contains_key(X_FORWARDED_FOR) {
+                self.warn_of_untrusted_proxy(peer);
+            }
             return peer;
         }
         let hops: Vec<&str> = headers
@@ -64,6 +75,22 @@ impl Clients {
         nearest
     }
 
+    /// A private or loopback peer that forwards for others is most likely a reverse proxy
+    /// nobody declared: every client behind it then shares its bucket. Said once.
+    fn warn_of_untrusted_proxy(&self, peer: IpAddr) {
+        let internal = match peer.to_canonical() {
+            IpAddr::V4(ip) => ip.is_private() || ip.is_loopback(),
+            IpAddr::V6(ip) => ip.is_loopback() || ip.is_unique_local(),
+        };
+        if internal && !self.warned_untrusted_proxy.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                peer = %peer,
+                "a request came through a proxy (X-Forwarded-For) but AUTHD_TRUSTED_PROXIES is empty: \
+                 every client behind it shares one address and one rate-limit bucket"
+            );
+        }
+    }
+
     fn is_trusted(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         self.trusted_proxies.iter().any(|net| net.contains(&ip))
@@ -74,7 +101,7 @@ impl Clients {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
-        limiter.check_key(&ip).map_err(|not_until| {
+        limiter.check_key(&bucket(ip)).map_err(|not_until| {
             let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
             wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
         })
@@ -96,6 +123,18 @@ impl Clients {
                 limiter.shrink_to_fit();
             }
         });
+    }
+}
+
+/// The rate-limit bucket of a client address: an IPv4 address itself (also when written as
+/// IPv4-mapped IPv6), an IPv6 address's /64.
+fn bucket(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(prefix))
+        }
     }
 }
 
@@ -165,6 +204,30 @@ mod tests {
         assert_eq!(
             c.client_ip(peer, &xff("::ffff:5.6.7.8")),
             ip("::ffff:5.6.7.8")
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_bucket_per_64() {
+        assert_eq!(
+            bucket(ip("2001:db8:1:2:aaaa::1")),
+            bucket(ip("2001:db8:1:2:ffff:ffff:ffff:ffff"))
+        );
+        assert_eq!(bucket(ip("2001:db8:1:2::9")), ip("2001:db8:1:2::"));
+        assert_ne!(bucket(ip("2001:db8:1:2::1")), bucket(ip("2001:db8:1:3::1")));
+        assert_eq!(bucket(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
+        assert_ne!(bucket(ip("192.0.2.1")), bucket(ip("192.0.2.2")));
+
+        let c = clients(&[("AUTHD_LOGIN_RATE_PER_MIN", "2")]);
+        assert!(c.check(ip("2001:db8:5:6::1")).is_ok());
+        assert!(c.check(ip("2001:db8:5:6::2")).is_ok());
+        assert!(
+            c.check(ip("2001:db8:5:6:7:8:9:a")).is_err(),
+            "a third address of the same /64 finds the bucket empty"
+        );
+        assert!(
+            c.check(ip("2001:db8:5:7::1")).is_ok(),
+            "the next /64 has its own"
         );
     }
 

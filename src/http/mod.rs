@@ -3,6 +3,7 @@
 
 mod auth;
 pub mod clients;
+mod device;
 pub mod error;
 pub mod extract;
 mod health;

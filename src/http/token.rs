@@ -13,12 +13,13 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use super::{
+    device::DeviceCookie,
     error::{no_store, OAuthError},
     json::{has_content_type, read_body, ApiJson},
     ClientInfo,
 };
 use crate::{
-    service::{AuthService, RefreshOutcome, TokenPair},
+    service::{AuthService, LoginSuccess, RefreshOutcome, TokenPair},
     state::AppState,
 };
 
@@ -30,6 +31,7 @@ pub fn router() -> Router<AppState> {
 async fn token(
     State(auth): State<AuthService>,
     client: ClientInfo,
+    device: DeviceCookie,
     req: Request,
 ) -> Result<Response, OAuthError> {
     if !has_content_type(req.headers(), |ct| {
@@ -44,26 +46,33 @@ async fn token(
     let grant_type = params
         .remove("grant_type")
         .unwrap_or_else(|| "password".to_owned());
-    let pair = match grant_type.as_str() {
+    match grant_type.as_str() {
         "password" => {
             let username = required(&mut params, "username")?;
             let password = SecretString::from(required(&mut params, "password")?);
-            auth.login(&username, password, client)
+            let success = auth
+                .login(&username, password, client, device.value.as_deref())
                 .await
-                .map_err(|e| OAuthError::from_service(e, StatusCode::UNAUTHORIZED))?
+                .map_err(|e| OAuthError::from_service(e, StatusCode::UNAUTHORIZED))?;
+            Ok(login_response(success, &device))
         }
         "refresh_token" => {
             let refresh_token = required(&mut params, "refresh_token")?;
             // RFC 6749 §5.2: a bad refresh token at the token endpoint is a 400 invalid_grant.
-            refreshed(&auth, &refresh_token, StatusCode::BAD_REQUEST).await?
+            let pair = refreshed(&auth, &refresh_token, StatusCode::BAD_REQUEST).await?;
+            Ok(token_response(pair))
         }
-        other => {
-            return Err(OAuthError::UnsupportedGrantType(
-                other.chars().take(64).collect(),
-            ))
-        }
-    };
-    Ok(token_response(pair))
+        other => Err(OAuthError::UnsupportedGrantType(
+            other.chars().take(64).collect(),
+        )),
+    }
+}
+
+/// A successful login's answer: the token pair, and the device cookie.
+pub(super) fn login_response(success: LoginSuccess, device: &DeviceCookie) -> Response {
+    let mut response = token_response(success.pair);
+    device.set(&mut response, success.device_cookie);
+    response
 }
 
 /// Decodes a form body; RFC 6749 §3.2 forbids repeating a parameter.

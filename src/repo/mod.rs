@@ -29,7 +29,9 @@ use sqlx::{
 };
 
 pub use error::{RepoError, RepoResult, UniqueField};
+pub use keys::Resealed;
 pub use sessions::{NewSession, RefreshRecord, Rotation};
+pub use throttle::{Attempt, LockRule};
 pub use users::{Credentials, NewUser};
 
 use crate::config::{Backend, Config};
@@ -86,6 +88,7 @@ impl Repo {
         let (db, readers, checks) = match config.backend {
             Backend::Sqlite => {
                 let options = SqliteConnectOptions::from_str(url)?;
+                create_private_file(options.get_filename())?;
                 let pool = sqlite_pool(options.clone()).await?;
                 let db = Db::Sqlite(pool);
                 migrate(&db).await?;
@@ -148,6 +151,22 @@ impl Repo {
 
     fn rotations(&self) -> &rotations::Queue {
         &self.inner.rotations
+    }
+}
+
+/// Creates the SQLite file, if missing, readable and writable by its owner only. SQLite gives
+/// the `-wal` and `-shm` files it creates next to it the same mode.
+fn create_private_file(path: &std::path::Path) -> RepoResult<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(RepoError::Other(Arc::new(e))),
     }
 }
 

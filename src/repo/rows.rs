@@ -11,7 +11,7 @@ use sqlx::Row as _;
 use uuid::Uuid;
 
 use super::{sessions::RefreshRecord, users::Credentials, RepoError, RepoResult};
-use crate::domain::{StoredSigningKey, User};
+use crate::domain::{StoredSecret, StoredSigningKey, User};
 
 /// A row of any driver, read by column position.
 pub(super) trait Columns {
@@ -149,5 +149,14 @@ pub(super) fn signing_key(row: &impl Columns) -> RepoResult<StoredSigningKey> {
         public_key: row.bytes(3)?,
         active: row.flag(4)?,
         created_at: row.time(5)?,
+        sealed: row.flag(6)?,
+    })
+}
+
+pub(super) fn server_secret(row: &impl Columns) -> RepoResult<StoredSecret> {
+    Ok(StoredSecret {
+        name: row.text(0)?,
+        secret: row.bytes(1)?,
+        sealed: row.flag(2)?,
     })
 }

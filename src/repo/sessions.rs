@@ -119,7 +119,8 @@ impl Repo {
         batch::ask(self.checks(), (session_id, user_id)).await
     }
 
-    /// Ends one session. Returns false when it was already ended (or never existed).
+    /// Ends one session if it is live (not ended, not expired). Returns whether this call
+    /// ended it: of concurrent calls, one gets `true`.
     pub async fn revoke_session(
         &self,
         session_id: Uuid,
@@ -129,7 +130,7 @@ impl Repo {
         let ended = with_pool!(self.db(), pool => {
             sqlx::query(
                 "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 \
-                 WHERE id = $3 AND revoked_at IS NULL",
+                 WHERE id = $3 AND revoked_at IS NULL AND idle_expires_at > $1 AND expires_at > $1",
             )
             .bind(now)
             .bind(reason)
@@ -161,6 +162,33 @@ impl Repo {
             .rows_affected()
         });
         Ok(ended)
+    }
+}
+
+impl Repo {
+    /// Deletes sessions idle-expired before `before`, with their refresh-token hashes (the
+    /// foreign key cascades), in batches so that no statement holds the database for long.
+    /// Returns how many sessions went.
+    pub async fn prune_sessions(&self, before: DateTime<Utc>) -> RepoResult<u64> {
+        const BATCH: u64 = 1000;
+        let mut total = 0;
+        loop {
+            let n = with_pool!(self.db(), pool => {
+                sqlx::query(
+                    "DELETE FROM sessions WHERE id IN \
+                     (SELECT id FROM sessions WHERE idle_expires_at < $1 LIMIT $2)",
+                )
+                .bind(before)
+                .bind(BATCH as i64)
+                .execute(pool)
+                .await?
+                .rows_affected()
+            });
+            total += n;
+            if n < BATCH {
+                return Ok(total);
+            }
+        }
     }
 }
 

@@ -201,7 +201,7 @@ async fn the_lock_doubles_and_unknown_names_behave_the_same() {
 }
 
 #[tokio::test]
-async fn a_client_that_logged_in_before_is_not_locked_out_by_an_attacker() {
+async fn an_address_that_logged_in_before_is_not_exempt_from_the_lock() {
     let app = spawn_app_with(&[("AUTHD_TRUSTED_PROXIES", "127.0.0.1/32")]).await;
     let name = unique_name("owner");
     app.register_user(&name).await;
@@ -219,14 +219,12 @@ async fn a_client_that_logged_in_before_is_not_locked_out_by_an_attacker() {
         login("192.0.2.50", PASSWORD).await.unwrap().status(),
         StatusCode::OK
     );
+    // An attacker behind the same address (an office NAT, a carrier NAT, a VPN) locks the
+    // name; the address is no key around the lock (a device cookie is: see hardening.rs).
     for _ in 0..8 {
-        login("198.51.100.66", "wrong-password-1").await.unwrap();
+        login("192.0.2.50", "wrong-password-1").await.unwrap();
     }
-    assert_429(login("198.51.100.66", PASSWORD).await.unwrap()).await;
-    assert_eq!(
-        login("192.0.2.50", PASSWORD).await.unwrap().status(),
-        StatusCode::OK
-    );
+    assert_429(login("192.0.2.50", PASSWORD).await.unwrap()).await;
 }
 
 #[tokio::test]

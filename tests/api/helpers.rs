@@ -3,7 +3,7 @@
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
-use authd::{clock::ManualClock, config::Config, startup::Application};
+use authd::{clock::ManualClock, config::Config, service::AuthService, startup::Application};
 use reqwest::{header, Response, StatusCode, Url};
 use serde_json::{json, Value};
 use tokio::{sync::oneshot, task::JoinHandle};
@@ -116,6 +116,8 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub db: Arc<TestDb>,
+    /// The service behind the routes, for what HTTP does not reach (housekeeping).
+    pub auth: AuthService,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -146,6 +148,7 @@ pub async fn spawn_app_on_url(db: Arc<TestDb>, url: &str, settings: &[(&str, &st
         .await
         .expect("the app builds");
     let addr = app.addr();
+    let auth = app.auth();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = rx.await;
@@ -159,6 +162,7 @@ pub async fn spawn_app_on_url(db: Arc<TestDb>, url: &str, settings: &[(&str, &st
             .build()
             .unwrap(),
         db,
+        auth,
         shutdown: Some(tx),
         server: Some(server),
     }
@@ -346,4 +350,14 @@ pub fn jwt_part(token: &str, index: usize) -> Value {
             .unwrap(),
     )
     .unwrap()
+}
+
+/// The `authd_device` value a login answer sets, if any.
+pub fn device_cookie(r: &Response) -> Option<String> {
+    r.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("authd_device="))
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
 }

@@ -6,6 +6,7 @@ mod helpers;
 mod abuse;
 mod bad_tokens;
 mod faults;
+mod hardening;
 mod load;
 mod login;
 mod logout;
