@@ -421,7 +421,7 @@ impl AuthService {
     /// never the name itself.
     fn log_refusal(&self, name: &str, client: &ClientInfo, device: bool, what: &'static str) {
         tracing::info!(
-            client_ip = client.ip.as_deref().unwrap_or("-"),
+            client_ip = %client.ip.as_deref().unwrap_or("-"),
             login = %self.inner.pseudonyms.tag(name),
             device,
             "{what}"

@@ -208,6 +208,25 @@ mod tests {
     }
 
     #[test]
+    fn an_undeclared_proxy_is_noticed_from_internal_peers_only() {
+        let warned = |c: &Clients| c.warned_untrusted_proxy.load(Ordering::Relaxed);
+        let c = clients(&[]);
+        c.client_ip(ip("203.0.113.9"), &xff("1.2.3.4"));
+        assert!(
+            !warned(&c),
+            "a public client writing the header is no proxy"
+        );
+        c.client_ip(ip("10.0.0.2"), &HeaderMap::new());
+        assert!(!warned(&c));
+        c.client_ip(ip("10.0.0.2"), &xff("1.2.3.4"));
+        assert!(warned(&c));
+
+        let c = clients(&[("AUTHD_TRUSTED_PROXIES", "10.0.0.0/8")]);
+        c.client_ip(ip("127.0.0.1"), &xff("1.2.3.4"));
+        assert!(!warned(&c), "proxies are declared");
+    }
+
+    #[test]
     fn ipv6_clients_share_a_bucket_per_64() {
         assert_eq!(
             bucket(ip("2001:db8:1:2:aaaa::1")),

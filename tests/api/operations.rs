@@ -474,3 +474,66 @@ fn a_binary_with_a_capability_starts_and_serves() {
         "the server did not start listening within 10 s"
     );
 }
+
+#[tokio::test]
+async fn refused_logins_are_logged_with_the_client_ip_and_a_keyed_hash_of_the_name() {
+    let db = TestDb::new().await;
+    let (child, base, mut stderr) = start_binary(&db, "info");
+    let client = reqwest::Client::new();
+    let attempt = |name: &'static str| {
+        client
+            .post(format!("{base}/token"))
+            .form(&[("username", name), ("password", "wrong-password-1")])
+            .send()
+    };
+    for _ in 0..5 {
+        assert_eq!(
+            attempt("sprayed.name").await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        attempt("sprayed.name").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        attempt("other.name").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    sigterm(&child);
+    let mut child = child;
+    tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut log).unwrap();
+
+    assert!(
+        !log.contains("sprayed.name") && !log.contains("other.name"),
+        "{log}"
+    );
+    let tag = |line: &str| {
+        let at = line
+            .find("login=")
+            .unwrap_or_else(|| panic!("no tag in {line}"));
+        let tag: String = line[at + 6..]
+            .chars()
+            .take_while(char::is_ascii_hexdigit)
+            .collect();
+        assert_eq!(tag.len(), 16, "{line}");
+        tag
+    };
+    let failed: Vec<&str> = log.lines().filter(|l| l.contains("login failed")).collect();
+    let throttled: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("login throttled"))
+        .collect();
+    assert_eq!((failed.len(), throttled.len()), (6, 1), "{log}");
+    for line in failed.iter().chain(&throttled) {
+        assert!(line.contains("client_ip=127.0.0.1"), "{line}");
+    }
+    let sprayed = tag(failed[0]);
+    assert!(failed[..5].iter().all(|l| tag(l) == sprayed));
+    assert_eq!(tag(throttled[0]), sprayed);
+    assert_ne!(tag(failed[5]), sprayed, "another name, another tag");
+}
