@@ -92,7 +92,7 @@ where
 pub async fn with_timeout<T>(statement: impl Future<Output = RepoResult<T>>) -> RepoResult<T> {
     tokio::time::timeout(STATEMENT_TIMEOUT, statement)
         .await
-        .unwrap_or_else(|_| Err(RepoError::unavailable("the statement timed out")))
+        .unwrap_or_else(|_| Err(RepoError::unavailable(super::error::TIMED_OUT)))
 }
 
 /// Answers every item of a group whose shared statement failed with its error, logged once

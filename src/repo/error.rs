@@ -49,7 +49,30 @@ impl RepoError {
     pub(super) fn other(why: &'static str) -> Self {
         Self::Other(Arc::new(Message(why)))
     }
+
+    /// A statement PostgreSQL aborted as a deadlock or serialization failure: it changed
+    /// nothing and may run again.
+    pub(super) fn was_aborted(&self) -> bool {
+        let RepoError::Unavailable(cause) = self else {
+            return false;
+        };
+        match cause.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::Database(db)) => db
+                .code()
+                .is_some_and(|code| POSTGRES_ABORTED.contains(&&*code)),
+            _ => false,
+        }
+    }
+
+    /// The statement did not answer within its timeout (see `batch::with_timeout`).
+    pub(super) fn timed_out(&self) -> bool {
+        matches!(self, RepoError::Unavailable(cause)
+            if cause.downcast_ref::<Message>().is_some_and(|m| m.0 == TIMED_OUT))
+    }
 }
+
+/// The cause of a statement that did not answer in time.
+pub(super) const TIMED_OUT: &str = "the statement timed out";
 
 /// SQLite's primary result codes that mean "try again later": `SQLITE_BUSY` and
 /// `SQLITE_LOCKED`, in any of their extended forms.
@@ -58,6 +81,10 @@ pub(super) fn is_sqlite_busy_code(code: i32) -> bool {
     const SQLITE_LOCKED: i32 = 6;
     matches!(code & 0xff, SQLITE_BUSY | SQLITE_LOCKED)
 }
+
+/// PostgreSQL's "serialization failure" and "deadlock detected": the statement was aborted
+/// and changed nothing, so it may simply run again.
+const POSTGRES_ABORTED: [&str; 2] = ["40001", "40P01"];
 
 /// PostgreSQL SQLSTATEs of a server that is going away or cannot take the connection:
 /// class 08 (connection exception), 57P01–57P03 (shutdown, crash, cannot connect now) and
@@ -97,7 +124,7 @@ impl From<sqlx::Error> for RepoError {
                     Ok(sqlite) if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() => {
                         is_sqlite_busy_code(sqlite)
                     }
-                    _ => is_postgres_unavailable(&code),
+                    _ => is_postgres_unavailable(&code) || POSTGRES_ABORTED.contains(&&*code),
                 }
             }),
             sqlx::Error::PoolTimedOut
@@ -182,6 +209,14 @@ mod tests {
         for code in [1, 2067, 8] {
             assert!(!is_sqlite_busy_code(code), "{code}");
         }
+    }
+
+    #[test]
+    fn only_aborted_statements_and_timeouts_are_told_apart() {
+        assert!(RepoError::unavailable(TIMED_OUT).timed_out());
+        assert!(!RepoError::unavailable("busy").timed_out());
+        assert!(!RepoError::other(TIMED_OUT).timed_out());
+        assert!(!RepoError::unavailable(TIMED_OUT).was_aborted());
     }
 
     #[test]

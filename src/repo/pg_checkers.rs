@@ -37,8 +37,23 @@ impl PgCheckers {
     }
 
     /// The live sessions among `session_ids`, with their owners, on one of these connections.
+    /// A kept connection that fails at once (the server closed it since: a restart, a
+    /// failover, an administrator's `pg_terminate_backend`) is replaced and the read made
+    /// once more: a read changes nothing, so repeating it is safe.
     pub async fn session_users(&self, session_ids: &[Uuid]) -> RepoResult<Vec<(Uuid, User)>> {
         let mut slot = self.slot().await;
+        let kept = slot.is_some();
+        match self.read(&mut slot, session_ids).await {
+            Err(e) if kept && !e.timed_out() => self.read(&mut slot, session_ids).await,
+            result => result,
+        }
+    }
+
+    async fn read(
+        &self,
+        slot: &mut Option<PgConnection>,
+        session_ids: &[Uuid],
+    ) -> RepoResult<Vec<(Uuid, User)>> {
         let work = async {
             let connection = match slot.as_mut() {
                 Some(connection) => connection,

@@ -31,7 +31,13 @@ async fn apply(db: Db, mut pending: Vec<batch::Item<Rotation, bool>>) {
             .partition(|p| sessions.insert(p.query.session_id));
         pending = later;
         let rotations: Vec<Rotation> = now.iter().map(|p| p.query.clone()).collect();
-        match batch::with_timeout(rotate_group(&db, &rotations)).await {
+        let mut result = batch::with_timeout(rotate_group(&db, &rotations)).await;
+        // Two replicas' groups touching the same sessions in another order can deadlock on
+        // PostgreSQL; the aborted statement changed nothing: once more.
+        if result.as_ref().is_err_and(|e| e.was_aborted()) {
+            result = batch::with_timeout(rotate_group(&db, &rotations)).await;
+        }
+        match result {
             Ok(won) => {
                 let won: HashSet<Uuid> = won.into_iter().collect();
                 for item in now {

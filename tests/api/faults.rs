@@ -163,3 +163,157 @@ async fn losing_the_database_gives_503s_and_authd_recovers_without_a_restart() {
     let all: Vec<i64> = db.query_column("SELECT COUNT(*) FROM users").await;
     assert_eq!(users, all);
 }
+
+/// Terminates every server connection of the test database but the caller's own, as a DBA,
+/// a pooler restart or a failover does.
+/// Returns how many it terminated.
+async fn terminate_connections(admin: &sqlx::PgPool) -> usize {
+    sqlx::query_scalar::<_, bool>(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(admin)
+    .await
+    .unwrap()
+    .into_iter()
+    .filter(|terminated| *terminated)
+    .count()
+}
+
+#[tokio::test]
+async fn terminated_connections_give_200_or_503_and_every_chain_carries_on() {
+    let db = TestDb::new().await;
+    if !db.is_postgres() {
+        eprintln!("connection-termination test runs on PostgreSQL; skipped on SQLite");
+        return;
+    }
+    let app = spawn_app_on(db.clone(), &[]).await;
+    let admin = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.url)
+        .await
+        .unwrap();
+    let mut sessions = Vec::new();
+    for _ in 0..6 {
+        sessions.push(app.new_session().await);
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let unexpected = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let unavailable = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+
+    // Refresh chains, session checks and logins, all at once, until told to stop.
+    let chains = sessions.iter().map(|(_, pair)| {
+        let (stop, unexpected, app) = (stop.clone(), unexpected.clone(), &app);
+        let unavailable = unavailable.clone();
+        let (mut access, mut refresh) = tokens(pair);
+        async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = app.refresh(&refresh).await;
+                match r.status() {
+                    StatusCode::OK => (access, refresh) = tokens(&r.json().await.unwrap()),
+                    StatusCode::SERVICE_UNAVAILABLE => {
+                        unavailable.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    other => unexpected.lock().unwrap().push(format!("refresh: {other}")),
+                }
+                let r = app.me(&access).await;
+                if !matches!(r.status(), StatusCode::OK | StatusCode::SERVICE_UNAVAILABLE) {
+                    unexpected
+                        .lock()
+                        .unwrap()
+                        .push(format!("me: {}", r.status()));
+                }
+            }
+            refresh
+        }
+    });
+    let logins = sessions.iter().take(2).map(|(name, _)| {
+        let (stop, unexpected, app) = (stop.clone(), unexpected.clone(), &app);
+        async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = app
+                    .token(&[("username", name), ("password", PASSWORD)])
+                    .await;
+                if !matches!(r.status(), StatusCode::OK | StatusCode::SERVICE_UNAVAILABLE) {
+                    unexpected
+                        .lock()
+                        .unwrap()
+                        .push(format!("login: {}", r.status()));
+                }
+            }
+        }
+    });
+    let chaos = async {
+        let mut terminated = 0;
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            terminated += terminate_connections(&admin).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            terminated >= 6,
+            "authd's connections were terminated: {terminated}"
+        );
+    };
+    let (last_tokens, (), ()) = tokio::join!(
+        futures::future::join_all(chains),
+        async {
+            futures::future::join_all(logins).await;
+        },
+        chaos
+    );
+    let unexpected = unexpected.lock().unwrap().clone();
+    assert!(
+        unexpected.is_empty(),
+        "answers other than 200 or 503: {unexpected:?}"
+    );
+    // Every chain carries on from its last acknowledged token.
+    for refresh in last_tokens {
+        let r = app.refresh(&refresh).await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    admin.close().await;
+}
+
+#[tokio::test]
+async fn a_sqlite_write_locked_out_past_the_busy_timeout_is_503() {
+    let db = TestDb::new().await;
+    if db.is_postgres() {
+        return;
+    }
+    let app = spawn_app_on(db.clone(), &[]).await;
+    let (_, pair) = app.new_session().await;
+    let (access, _) = tokens(&pair);
+    // Another process holds the write lock longer than authd's busy timeout (5 s).
+    let path = db.url.strip_prefix("sqlite://").unwrap().to_owned();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        locked_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_secs(7));
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    locked_rx.recv().unwrap();
+    let started = Instant::now();
+    let r = app
+        .register(&json!({"username": unique_name("locked"), "password": PASSWORD}))
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "after {:?}",
+        started.elapsed()
+    );
+    assert!(r.headers().contains_key("retry-after"));
+    // Reads do not wait for the writer (WAL).
+    assert_eq!(app.me(&access).await.status(), StatusCode::OK);
+    tokio::task::spawn_blocking(move || holder.join().unwrap())
+        .await
+        .unwrap();
+    let r = app
+        .register(&json!({"username": unique_name("unlocked"), "password": PASSWORD}))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
