@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::{
+        api_key::{self, ApiKey},
         device::{Device, DeviceKey, DEVICE_KEY_NAME},
         jwt::TokenError,
         password::Verdict,
@@ -23,8 +24,8 @@ use crate::{
     config::Config,
     domain::{Email, FullName, Password, PasswordPolicyError, User, Username},
     repo::{
-        Attempt, LockRule, NewSession, NewUser, RefreshRecord, Repo, RepoError, Rotation,
-        UniqueField,
+        api_keys::LAST_USED_PRECISION, ApiKeyInfo, Attempt, LockRule, NewApiKey, NewSession,
+        NewUser, RefreshRecord, Repo, RepoError, Rotation, UniqueField,
     },
 };
 
@@ -131,6 +132,12 @@ pub enum Error {
     UsernameTaken,
     #[error("e-mail address taken")]
     EmailTaken,
+    /// The user has no such resource (or it is another user's).
+    #[error("not found")]
+    NotFound,
+    /// The credential is valid but may not do this (an API key managing credentials).
+    #[error("a session is required")]
+    SessionRequired,
     /// Password hashing is at capacity.
     #[error("password hashing overloaded")]
     Overloaded,
@@ -184,11 +191,27 @@ pub enum RefreshOutcome {
     Revoked,
 }
 
-/// An authenticated request: the user and the session its access token belongs to.
+/// An authenticated request: the user, and what it presented.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub user: User,
-    pub session_id: Uuid,
+    pub credential: Credential,
+}
+
+/// What a request authenticated with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// An access token of this session.
+    Session(Uuid),
+    /// This API key.
+    ApiKey(Uuid),
+}
+
+/// A new API key: what lists show of it, and the key itself, shown this once.
+#[derive(Debug)]
+pub struct CreatedApiKey {
+    pub info: ApiKeyInfo,
+    pub key: ApiKey,
 }
 
 #[derive(Clone)]
@@ -571,9 +594,92 @@ impl AuthService {
         Ok(())
     }
 
-    /// Checks an access token and that its session is still live: the per-request
-    /// revocation check that makes logout immediate on every replica.
-    pub async fn authenticate(&self, access_token: &str) -> Result<Authenticated, Error> {
+    /// Checks a presented credential: an API key (see [`crate::auth::api_key`]) or an access
+    /// token. Either is checked against the database on every request, so that a logout or
+    /// a revoked key holds at once on every replica.
+    pub async fn authenticate(&self, presented: &str) -> Result<Authenticated, Error> {
+        if api_key::looks_like_key(presented) {
+            return self.authenticate_api_key(presented).await;
+        }
+        self.authenticate_access_token(presented).await
+    }
+
+    async fn authenticate_api_key(&self, presented: &str) -> Result<Authenticated, Error> {
+        // A key with a bad checksum (a typo, a truncated paste) costs no database read.
+        let hash =
+            api_key::parse(presented).ok_or(Error::AccessTokenRefused(TokenRefusal::Invalid))?;
+        let now = self.now();
+        let found = self
+            .inner
+            .repo
+            .api_key_user(&hash, now)
+            .await?
+            .ok_or(Error::AccessTokenRefused(TokenRefusal::Invalid))?;
+        if found
+            .last_used_at
+            .is_none_or(|at| at < now - LAST_USED_PRECISION)
+        {
+            // Off the request's path: the answer does not wait for the write.
+            let repo = self.inner.repo.clone();
+            tokio::spawn(async move {
+                if let Err(e) = repo.touch_api_key(found.key_id, now).await {
+                    tracing::debug!(error = %e, "recording an API key's use failed");
+                }
+            });
+        }
+        Ok(Authenticated {
+            user: found.user,
+            credential: Credential::ApiKey(found.key_id),
+        })
+    }
+
+    /// Creates an API key for `user_id`, valid for `expires_in_days` if given.
+    pub async fn create_api_key(
+        &self,
+        user_id: Uuid,
+        name: &str,
+        expires_in_days: Option<u32>,
+    ) -> Result<CreatedApiKey, Error> {
+        let now = self.now();
+        let key = ApiKey::generate();
+        let info = self
+            .inner
+            .repo
+            .insert_api_key(&NewApiKey {
+                id: Uuid::new_v4(),
+                user_id,
+                name,
+                prefix: key.shown(),
+                key_hash: &key.hash(),
+                created_at: now,
+                expires_at: expires_in_days.map(|days| now + TimeDelta::days(days.into())),
+            })
+            .await?;
+        tracing::info!(user_id = %user_id, key_id = %info.id, "API key created");
+        Ok(CreatedApiKey { info, key })
+    }
+
+    /// The user's live keys, newest first.
+    pub async fn api_keys(&self, user_id: Uuid) -> Result<Vec<ApiKeyInfo>, Error> {
+        Ok(self.inner.repo.api_keys(user_id, self.now()).await?)
+    }
+
+    /// Revokes one of the user's keys; [`Error::NotFound`] if it has no such live key.
+    pub async fn revoke_api_key(&self, user_id: Uuid, key_id: Uuid) -> Result<(), Error> {
+        if !self
+            .inner
+            .repo
+            .revoke_api_key(user_id, key_id, self.now())
+            .await?
+        {
+            return Err(Error::NotFound);
+        }
+        tracing::info!(user_id = %user_id, key_id = %key_id, "API key revoked");
+        Ok(())
+    }
+
+    /// Checks an access token and that its session is still live.
+    async fn authenticate_access_token(&self, access_token: &str) -> Result<Authenticated, Error> {
         let claims = self
             .inner
             .keys
@@ -592,7 +698,7 @@ impl AuthService {
             .ok_or(Error::AccessTokenRefused(TokenRefusal::SessionEnded))?;
         Ok(Authenticated {
             user,
-            session_id: claims.sid,
+            credential: Credential::Session(claims.sid),
         })
     }
 

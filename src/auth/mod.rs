@@ -3,6 +3,7 @@
 //! stored secrets under the master key, and the keyed hashes that stand for login names in
 //! logs. Nothing here knows HTTP or the service that uses it.
 
+pub mod api_key;
 pub mod device;
 pub mod jwt;
 pub mod password;

@@ -13,13 +13,16 @@ use serde::Deserialize;
 
 use super::{
     device::DeviceCookie,
-    error::{ApiError, OAuthError},
+    error::{ApiError, OAuthError, SESSION_REQUIRED},
     extract::{require_bearer, AuthUser},
     json::{body_error, has_content_type, is_json, parse_json, ApiJson},
     token::{login_response, refreshed, token_response},
     ClientInfo,
 };
-use crate::{service::AuthService, state::AppState};
+use crate::{
+    service::{AuthService, Credential},
+    state::AppState,
+};
 
 /// Login and refresh: rate-limited with the other credential endpoints.
 pub fn credential_router() -> Router<AppState> {
@@ -97,7 +100,10 @@ async fn logout(
     }
     let token = require_bearer(&headers)?;
     let found = auth.authenticate(token).await.map_err(ApiError::from)?;
-    auth.end_session(found.user.id, found.session_id)
+    let Credential::Session(session_id) = found.credential else {
+        return Err(ApiError::Forbidden(SESSION_REQUIRED).into());
+    };
+    auth.end_session(found.user.id, session_id)
         .await
         .map_err(ApiError::from)?;
     Ok(StatusCode::NO_CONTENT)
@@ -108,6 +114,7 @@ async fn logout_all(
     State(auth): State<AuthService>,
     user: AuthUser,
 ) -> Result<StatusCode, ApiError> {
+    user.session()?;
     auth.end_all_sessions(user.user.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

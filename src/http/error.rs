@@ -62,6 +62,9 @@ pub enum ApiError {
     Unauthorized(AuthFailure),
     #[error("not found")]
     NotFound,
+    /// A valid credential that may not do this.
+    #[error("forbidden")]
+    Forbidden(&'static str),
     #[error("method not allowed")]
     MethodNotAllowed,
     /// The database is unavailable (the cause is logged), or the request timed out.
@@ -100,6 +103,7 @@ impl ApiError {
                 (StatusCode::UNAUTHORIZED, "invalid_token")
             }
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
@@ -126,6 +130,7 @@ impl ApiError {
             ApiError::Unauthorized(AuthFailure::Missing) => "authentication required".into(),
             ApiError::Unauthorized(AuthFailure::InvalidToken(why)) => (*why).into(),
             ApiError::NotFound => "no such resource".into(),
+            ApiError::Forbidden(why) => (*why).into(),
             ApiError::MethodNotAllowed => "method not allowed on this resource".into(),
             ApiError::Unavailable(_) => {
                 "the service is temporarily unavailable; retry shortly".into()
@@ -184,12 +189,18 @@ impl From<service::Error> for ApiError {
             }
             E::UsernameTaken => ApiError::UsernameTaken,
             E::EmailTaken => ApiError::EmailTaken,
+            E::NotFound => ApiError::NotFound,
+            E::SessionRequired => ApiError::Forbidden(SESSION_REQUIRED),
             E::Overloaded => ApiError::Overloaded,
             E::Unavailable(cause) => ApiError::Unavailable(Some(cause.into())),
             E::Internal(e) => ApiError::Internal(e),
         }
     }
 }
+
+/// Why an API key is refused where credentials are managed.
+pub const SESSION_REQUIRED: &str =
+    "this needs a session's access token: an API key cannot manage credentials";
 
 /// The words for a refused refresh token, whatever the reason: the client learns no more.
 const REFRESH_REFUSED: &str = "the refresh token is invalid, expired or revoked";

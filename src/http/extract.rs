@@ -1,23 +1,41 @@
-//! The `AuthUser` extractor: a request with a valid access token of a live session, and the
-//! `Authorization: Bearer` parser behind it.
+//! The `AuthUser` extractor: a request with a valid credential (an access token of a live
+//! session, or an API key), and the `Authorization: Bearer` parser behind it.
 
 use axum::{
     extract::{FromRef, FromRequestParts},
     http::{header::AUTHORIZATION, request::Parts, HeaderMap},
 };
 
-use super::error::{ApiError, AuthFailure};
-use crate::{domain::User, service::AuthService};
+use super::error::{ApiError, AuthFailure, SESSION_REQUIRED};
+use crate::{
+    domain::User,
+    service::{AuthService, Credential},
+};
 
 /// The authenticated user of a request. A missing credential and a bad one are different
 /// errors (plain `401` vs `401 invalid_token`); there is deliberately no `Option<AuthUser>`.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     pub user: User,
-    pub session_id: uuid::Uuid,
+    pub credential: Credential,
 }
 
+impl AuthUser {
+    /// The session of the access token the request came with; `403` for an API key, which
+    /// may not manage credentials.
+    pub fn session(&self) -> Result<uuid::Uuid, ApiError> {
+        match self.credential {
+            Credential::Session(id) => Ok(id),
+            Credential::ApiKey(_) => Err(ApiError::Forbidden(SESSION_REQUIRED)),
+        }
+    }
+}
+
+/// The header an API key may come in instead of `Authorization: Bearer`.
+const X_API_KEY: &str = "x-api-key";
+
 const MALFORMED: &str = "malformed Authorization header";
+const MALFORMED_KEY: &str = "malformed X-API-Key header";
 
 /// What the `Authorization` header holds.
 #[derive(Debug, PartialEq, Eq)]
@@ -68,13 +86,18 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let token = require_bearer(&parts.headers)?;
+        let presented = match (bearer_token(&parts.headers), parts.headers.get(X_API_KEY)) {
+            (Bearer::Missing, Some(key)) => key
+                .to_str()
+                .map_err(|_| ApiError::Unauthorized(AuthFailure::InvalidToken(MALFORMED_KEY)))?,
+            _ => require_bearer(&parts.headers)?,
+        };
         let auth = AuthService::from_ref(state);
-        let found = auth.authenticate(token).await?;
+        let found = auth.authenticate(presented).await?;
         tracing::Span::current().record("user_id", tracing::field::display(found.user.id));
         Ok(AuthUser {
             user: found.user,
-            session_id: found.session_id,
+            credential: found.credential,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP layer: one module per resource, each with its `router()`, merged here with the
 //! middleware every request goes through.
 
+mod api_keys;
 mod auth;
 pub mod clients;
 mod device;
@@ -61,6 +62,7 @@ pub fn router(
     let routes = Router::new()
         .merge(credential_endpoints)
         .merge(users::router())
+        .merge(api_keys::router())
         .merge(auth::router())
         .merge(health::router())
         .merge(wellknown::router())
@@ -79,7 +81,12 @@ fn cors(origins: &[HeaderValue]) -> Option<CorsLayer> {
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins.iter().cloned()))
             .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, REQUEST_ID])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                REQUEST_ID,
+                header::HeaderName::from_static("x-api-key"),
+            ])
             .expose_headers([REQUEST_ID, header::RETRY_AFTER, header::WWW_AUTHENTICATE])
             .max_age(Duration::from_secs(600)),
     )

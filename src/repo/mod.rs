@@ -7,6 +7,7 @@
 //! once per backend so that each gets its own concrete types. Errors leave this module as
 //! [`RepoError`], with no driver type in them.
 
+pub mod api_keys;
 mod batch;
 mod checks;
 mod error;
@@ -28,6 +29,7 @@ use sqlx::{
     PgPool, SqlitePool,
 };
 
+pub use api_keys::{ApiKeyInfo, KeyUser, NewApiKey};
 pub use error::{RepoError, RepoResult, UniqueField};
 pub use keys::Resealed;
 pub use sessions::{NewSession, RefreshRecord, Rotation};

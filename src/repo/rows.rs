@@ -10,7 +10,12 @@ use chrono::{DateTime, Utc};
 use sqlx::Row as _;
 use uuid::Uuid;
 
-use super::{sessions::RefreshRecord, users::Credentials, RepoError, RepoResult};
+use super::{
+    api_keys::{ApiKeyInfo, KeyUser},
+    sessions::RefreshRecord,
+    users::Credentials,
+    RepoError, RepoResult,
+};
 use crate::domain::{StoredSecret, StoredSigningKey, User};
 
 /// A row of any driver, read by column position.
@@ -158,5 +163,26 @@ pub(super) fn server_secret(row: &impl Columns) -> RepoResult<StoredSecret> {
         name: row.text(0)?,
         secret: row.bytes(1)?,
         sealed: row.flag(2)?,
+    })
+}
+
+/// `id, name, prefix, created_at, last_used_at, expires_at` of `api_keys`.
+pub(super) fn api_key_info(row: &impl Columns) -> RepoResult<ApiKeyInfo> {
+    Ok(ApiKeyInfo {
+        id: row.uuid(0)?,
+        name: row.text(1)?,
+        prefix: row.text(2)?,
+        created_at: row.time(3)?,
+        last_used_at: row.opt_time(4)?,
+        expires_at: row.opt_time(5)?,
+    })
+}
+
+/// `k.id, k.last_used_at`, then [`USER_COLUMNS`]: a live API key and its user.
+pub(super) fn key_user(row: &impl Columns) -> RepoResult<KeyUser> {
+    Ok(KeyUser {
+        key_id: row.uuid(0)?,
+        last_used_at: row.opt_time(1)?,
+        user: user(row, 2)?,
     })
 }

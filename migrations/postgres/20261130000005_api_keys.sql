@@ -1,0 +1,15 @@
+-- API keys: each stored as the SHA-256 of the key, with the first characters in clear to name
+-- it in lists. A revoked key keeps its row (revoked_at) until its user is deleted.
+CREATE TABLE api_keys (
+    id           UUID PRIMARY KEY,
+    user_id      UUID NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    name         TEXT NOT NULL,
+    prefix       TEXT NOT NULL,
+    key_hash     BYTEA NOT NULL,
+    created_at   TIMESTAMPTZ NOT NULL,
+    last_used_at TIMESTAMPTZ,
+    expires_at   TIMESTAMPTZ,
+    revoked_at   TIMESTAMPTZ,
+    CONSTRAINT api_keys_key_hash_key UNIQUE (key_hash)
+);
+CREATE INDEX api_keys_user_id_idx ON api_keys (user_id);

@@ -1,0 +1,155 @@
+//! API keys: stored by hash, listed by user, revoked by id.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use uuid::Uuid;
+
+use super::{
+    rows::{self, USER_COLUMNS},
+    with_pool, Repo, RepoResult,
+};
+use crate::domain::User;
+
+/// An API key as its owner sees it in a list: never the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyInfo {
+    pub id: Uuid,
+    pub name: String,
+    /// The key's first characters.
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A key to store.
+#[derive(Debug)]
+pub struct NewApiKey<'a> {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub name: &'a str,
+    pub prefix: &'a str,
+    pub key_hash: &'a [u8],
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A live key found by its hash, with its user.
+#[derive(Debug, Clone)]
+pub struct KeyUser {
+    pub key_id: Uuid,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub user: User,
+}
+
+/// The columns [`rows::api_key_info`] reads.
+const INFO_COLUMNS: &str = "id, name, prefix, created_at, last_used_at, expires_at";
+
+/// How stale `last_used_at` may get: a key used all the time is written once a minute.
+pub const LAST_USED_PRECISION: TimeDelta = TimeDelta::minutes(1);
+
+impl Repo {
+    pub async fn insert_api_key(&self, key: &NewApiKey<'_>) -> RepoResult<ApiKeyInfo> {
+        let sql = format!(
+            "INSERT INTO api_keys (id, user_id, name, prefix, key_hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {INFO_COLUMNS}"
+        );
+        with_pool!(self.db(), pool => {
+            rows::api_key_info(
+                &sqlx::query(&sql)
+                    .bind(key.id)
+                    .bind(key.user_id)
+                    .bind(key.name)
+                    .bind(key.prefix)
+                    .bind(key.key_hash)
+                    .bind(key.created_at)
+                    .bind(key.expires_at)
+                    .fetch_one(pool)
+                    .await?,
+            )
+        })
+    }
+
+    /// The user's keys that are neither revoked nor expired, newest first.
+    pub async fn api_keys(&self, user_id: Uuid, now: DateTime<Utc>) -> RepoResult<Vec<ApiKeyInfo>> {
+        let sql = format!(
+            "SELECT {INFO_COLUMNS} FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $2) ORDER BY created_at DESC, id"
+        );
+        with_pool!(self.db(), pool => {
+            sqlx::query(&sql)
+                .bind(user_id)
+                .bind(now)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(rows::api_key_info)
+                .collect()
+        })
+    }
+
+    /// Revokes one of the user's live keys; `false` if the user has no such key.
+    pub async fn revoke_api_key(
+        &self,
+        user_id: Uuid,
+        key_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> RepoResult<bool> {
+        let n = with_pool!(self.db(), pool => {
+            sqlx::query(
+                "UPDATE api_keys SET revoked_at = $1 \
+                 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(key_id)
+            .bind(user_id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// The live key with this hash and its enabled user; read on every request that presents
+    /// a key, so that a revocation holds at once on every replica.
+    pub async fn api_key_user(
+        &self,
+        key_hash: &[u8],
+        now: DateTime<Utc>,
+    ) -> RepoResult<Option<KeyUser>> {
+        let columns = USER_COLUMNS
+            .split(", ")
+            .map(|c| format!("u.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT k.id, k.last_used_at, {columns} FROM api_keys k JOIN users u ON u.id = k.user_id \
+             WHERE k.key_hash = $1 AND k.revoked_at IS NULL \
+             AND (k.expires_at IS NULL OR k.expires_at > $2) AND u.disabled_at IS NULL"
+        );
+        with_pool!(self.db(), pool => {
+            sqlx::query(&sql)
+                .bind(key_hash)
+                .bind(now)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| rows::key_user(&row))
+                .transpose()
+        })
+    }
+
+    /// Records a use of the key, at most once per [`LAST_USED_PRECISION`].
+    pub async fn touch_api_key(&self, key_id: Uuid, now: DateTime<Utc>) -> RepoResult<()> {
+        with_pool!(self.db(), pool => {
+            sqlx::query(
+                "UPDATE api_keys SET last_used_at = $1 WHERE id = $2 \
+                 AND (last_used_at IS NULL OR last_used_at < $3)",
+            )
+            .bind(now)
+            .bind(key_id)
+            .bind(now - LAST_USED_PRECISION)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+}
