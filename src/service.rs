@@ -25,7 +25,7 @@ use crate::{
     domain::{Email, FullName, Password, PasswordPolicyError, User, Username},
     repo::{
         api_keys::LAST_USED_PRECISION, ApiKeyInfo, Attempt, LockRule, NewApiKey, NewSession,
-        NewUser, RefreshRecord, Repo, RepoError, Rotation, UniqueField,
+        NewUser, RefreshRecord, Repo, RepoError, Rotation, SessionInfo, UniqueField,
     },
 };
 
@@ -657,6 +657,25 @@ impl AuthService {
             .await?;
         tracing::info!(user_id = %user_id, key_id = %info.id, "API key created");
         Ok(CreatedApiKey { info, key })
+    }
+
+    /// The user's live sessions, newest first.
+    pub async fn sessions(&self, user_id: Uuid) -> Result<Vec<SessionInfo>, Error> {
+        Ok(self.inner.repo.live_sessions(user_id, self.now()).await?)
+    }
+
+    /// Ends one of the user's sessions; [`Error::NotFound`] if it has no such live session.
+    pub async fn end_own_session(&self, user_id: Uuid, session_id: Uuid) -> Result<(), Error> {
+        if !self
+            .inner
+            .repo
+            .revoke_own_session(user_id, session_id, self.now())
+            .await?
+        {
+            return Err(Error::NotFound);
+        }
+        tracing::info!(user_id = %user_id, session_id = %session_id, "session revoked by its user");
+        Ok(())
     }
 
     /// The user's live keys, newest first.

@@ -10,6 +10,7 @@ pub mod extract;
 mod health;
 pub mod json;
 mod layers;
+mod sessions;
 mod token;
 mod users;
 mod wellknown;
@@ -63,6 +64,7 @@ pub fn router(
         .merge(credential_endpoints)
         .merge(users::router())
         .merge(api_keys::router())
+        .merge(sessions::router())
         .merge(auth::router())
         .merge(health::router())
         .merge(wellknown::router())

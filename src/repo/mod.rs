@@ -32,7 +32,7 @@ use sqlx::{
 pub use api_keys::{ApiKeyInfo, KeyUser, NewApiKey};
 pub use error::{RepoError, RepoResult, UniqueField};
 pub use keys::Resealed;
-pub use sessions::{NewSession, RefreshRecord, Rotation};
+pub use sessions::{NewSession, RefreshRecord, Rotation, SessionInfo};
 pub use throttle::{Attempt, LockRule};
 pub use users::{Credentials, NewUser};
 

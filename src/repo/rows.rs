@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{
     api_keys::{ApiKeyInfo, KeyUser},
-    sessions::RefreshRecord,
+    sessions::{RefreshRecord, SessionInfo},
     users::Credentials,
     RepoError, RepoResult,
 };
@@ -184,5 +184,16 @@ pub(super) fn key_user(row: &impl Columns) -> RepoResult<KeyUser> {
         key_id: row.uuid(0)?,
         last_used_at: row.opt_time(1)?,
         user: user(row, 2)?,
+    })
+}
+
+/// `id, created_at, last_used_at, ip, user_agent` of `sessions`.
+pub(super) fn session_info(row: &impl Columns) -> RepoResult<SessionInfo> {
+    Ok(SessionInfo {
+        id: row.uuid(0)?,
+        created_at: row.time(1)?,
+        last_used_at: row.time(2)?,
+        ip: row.opt_text(3)?,
+        user_agent: row.opt_text(4)?,
     })
 }

@@ -165,7 +165,62 @@ impl Repo {
     }
 }
 
+/// A live session as its user sees it in a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
 impl Repo {
+    /// The user's live sessions (not ended, not expired), newest first.
+    pub async fn live_sessions(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> RepoResult<Vec<SessionInfo>> {
+        with_pool!(self.db(), pool => {
+            sqlx::query(
+                "SELECT id, created_at, last_used_at, ip, user_agent FROM sessions \
+                 WHERE user_id = $1 AND revoked_at IS NULL AND idle_expires_at > $2 \
+                 AND expires_at > $2 ORDER BY created_at DESC, id",
+            )
+            .bind(user_id)
+            .bind(now)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(super::rows::session_info)
+            .collect()
+        })
+    }
+
+    /// Ends one of the user's live sessions; `false` if the user has no such live session.
+    pub async fn revoke_own_session(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> RepoResult<bool> {
+        let n = with_pool!(self.db(), pool => {
+            sqlx::query(
+                "UPDATE sessions SET revoked_at = $1, revoke_reason = 'revoked_by_user' \
+                 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL \
+                 AND idle_expires_at > $1 AND expires_at > $1",
+            )
+            .bind(now)
+            .bind(session_id)
+            .bind(user_id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
     /// Deletes sessions idle-expired before `before`, with their refresh-token hashes (the
     /// foreign key cascades), in batches so that no statement holds the database for long.
     /// Returns how many sessions went.

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod abuse;
+mod account;
 mod api_keys;
 mod bad_tokens;
 mod faults;

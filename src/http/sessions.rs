@@ -1,0 +1,72 @@
+//! `/users/me/sessions`: one's live sessions, and ending one of them (a lost phone).
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    routing::{delete, get},
+    Router,
+};
+use chrono::SecondsFormat;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{error::ApiError, extract::AuthUser, json::ApiJson};
+use crate::{
+    service::{AuthService, Credential},
+    state::AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/users/me/sessions", get(list))
+        .route("/users/me/sessions/{id}", delete(end))
+}
+
+#[derive(Serialize)]
+struct SessionView {
+    id: Uuid,
+    created_at: String,
+    last_used_at: String,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    /// Whether this is the session of the access token that asked.
+    current: bool,
+}
+
+#[tracing::instrument(name = "list_sessions", skip_all)]
+async fn list(
+    State(auth): State<AuthService>,
+    user: AuthUser,
+) -> Result<ApiJson<Vec<SessionView>>, ApiError> {
+    let current = match user.credential {
+        Credential::Session(id) => Some(id),
+        Credential::ApiKey(_) => None,
+    };
+    let sessions = auth.sessions(user.user.id).await?;
+    Ok(ApiJson(
+        sessions
+            .into_iter()
+            .map(|s| SessionView {
+                current: Some(s.id) == current,
+                id: s.id,
+                created_at: s.created_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                last_used_at: s.last_used_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                ip: s.ip,
+                user_agent: s.user_agent,
+            })
+            .collect(),
+    ))
+}
+
+/// Ends a session: a credential change, so it takes a session's access token.
+#[tracing::instrument(name = "end_session", skip_all)]
+async fn end(
+    State(auth): State<AuthService>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    user.session()?;
+    let id = Uuid::try_parse(&id).map_err(|_| ApiError::NotFound)?;
+    auth.end_own_session(user.user.id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
