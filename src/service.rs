@@ -24,8 +24,9 @@ use crate::{
     config::Config,
     domain::{Email, FullName, Password, PasswordPolicyError, User, Username},
     repo::{
-        api_keys::LAST_USED_PRECISION, ApiKeyInfo, Attempt, LockRule, NewApiKey, NewSession,
-        NewUser, RefreshRecord, Repo, RepoError, Rotation, SessionInfo, UniqueField,
+        api_keys::LAST_USED_PRECISION, ApiKeyInfo, Attempt, Credentials, LockRule, NewApiKey,
+        NewSession, NewUser, Profile, RefreshRecord, Repo, RepoError, Rotation, SessionInfo,
+        UniqueField,
     },
 };
 
@@ -85,6 +86,13 @@ pub struct LoginSuccess {
 pub struct Pruned {
     pub sessions: u64,
     pub attempt_counts: u64,
+}
+
+/// A change to the profile: `None` leaves a field as it is, `Some(None)` clears it.
+#[derive(Debug, Default)]
+pub struct ProfileChange {
+    pub email: Option<Option<Email>>,
+    pub full_name: Option<Option<FullName>>,
 }
 
 /// A registration as received; [`AuthService::register`] checks the password policy.
@@ -657,6 +665,118 @@ impl AuthService {
             .await?;
         tracing::info!(user_id = %user_id, key_id = %info.id, "API key created");
         Ok(CreatedApiKey { info, key })
+    }
+
+    /// Changes the e-mail address or the full name.
+    pub async fn update_profile(&self, user: &User, change: ProfileChange) -> Result<User, Error> {
+        let email = match change.email {
+            Some(email) => email,
+            None => user.email.as_deref().and_then(|e| Email::parse(e).ok()),
+        };
+        let full_name = match change.full_name {
+            Some(name) => name.map(|n| n.as_str().to_owned()),
+            None => user.full_name.clone(),
+        };
+        let updated = self
+            .inner
+            .repo
+            .update_profile(
+                user.id,
+                &Profile {
+                    email: email.as_ref().map(Email::as_str),
+                    email_normalized: email.as_ref().map(Email::normalized).as_deref(),
+                    full_name: full_name.as_deref(),
+                },
+            )
+            .await?
+            .ok_or(Error::NotFound)?;
+        tracing::info!(user_id = %user.id, "profile updated");
+        Ok(updated)
+    }
+
+    /// Checks the account's own password, asked again before a change: counted like a login
+    /// attempt on the name (so a stolen access token does not open a way to guess it).
+    async fn confirm_password(
+        &self,
+        user: &User,
+        password: SecretString,
+    ) -> Result<Credentials, Error> {
+        let name = Username::parse(&user.username)
+            .map_or_else(|_| user.username.to_lowercase(), |u| u.normalized());
+        let subject = format!("name:{name}");
+        let now = self.now();
+        if let Attempt::Locked { until } = self
+            .inner
+            .repo
+            .count_attempt(&subject, now, LOCK_RULE)
+            .await?
+        {
+            let wait = (until - now).num_milliseconds().max(1) as u64;
+            return Err(Error::Throttled {
+                retry_after_secs: wait.div_ceil(1000),
+            });
+        }
+        let creds = self
+            .inner
+            .repo
+            .credentials_by_id(user.id)
+            .await?
+            .ok_or(Error::InvalidCredentials)?;
+        let verdict = self
+            .inner
+            .hasher
+            .verify(password, Some(creds.password_hash.clone()))
+            .await?;
+        if verdict == Verdict::Mismatch {
+            return Err(Error::InvalidCredentials);
+        }
+        self.inner.repo.clear_attempts(&subject).await?;
+        Ok(creds)
+    }
+
+    /// Changes the password after checking the current one; every other session of the user
+    /// ends, `keep` (the caller's) lives on.
+    pub async fn change_password(
+        &self,
+        user: &User,
+        keep: Uuid,
+        current: SecretString,
+        new: SecretString,
+    ) -> Result<(), Error> {
+        let creds = self.confirm_password(user, current).await?;
+        let username = user.username.clone();
+        let email = user.email.clone();
+        let new_hash = self
+            .inner
+            .hasher
+            .run(move |hasher| {
+                Password::parse(new, &username, email.as_deref())
+                    .map(|password| hasher.hash_now(password.expose()))
+            })
+            .await?
+            .map_err(Error::WeakPassword)?;
+        let changed = self
+            .inner
+            .repo
+            .change_password(user.id, &creds.password_hash, &new_hash, keep, self.now())
+            .await?;
+        if !changed {
+            // Another change won meanwhile: the password checked is no longer the current one.
+            return Err(Error::InvalidCredentials);
+        }
+        tracing::info!(user_id = %user.id, "password changed; other sessions ended");
+        Ok(())
+    }
+
+    /// Deletes the account after checking its password: the user, its sessions, their
+    /// refresh-token hashes and its API keys, in one statement.
+    pub async fn delete_account(&self, user: &User, password: SecretString) -> Result<(), Error> {
+        self.confirm_password(user, password).await?;
+        if !self.inner.repo.delete_user(user.id).await? {
+            return Err(Error::NotFound);
+        }
+        tracing::info!(user_id = %user.id, "account deleted");
+        Ok(())
     }
 
     /// The user's live sessions, newest first.

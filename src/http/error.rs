@@ -65,6 +65,9 @@ pub enum ApiError {
     /// A valid credential that may not do this.
     #[error("forbidden")]
     Forbidden(&'static str),
+    /// The account's password, asked again to confirm a change, was wrong.
+    #[error("wrong password")]
+    WrongPassword,
     #[error("method not allowed")]
     MethodNotAllowed,
     /// The database is unavailable (the cause is logged), or the request timed out.
@@ -104,6 +107,7 @@ impl ApiError {
             }
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::WrongPassword => (StatusCode::UNAUTHORIZED, "invalid_password"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
@@ -131,6 +135,7 @@ impl ApiError {
             ApiError::Unauthorized(AuthFailure::InvalidToken(why)) => (*why).into(),
             ApiError::NotFound => "no such resource".into(),
             ApiError::Forbidden(why) => (*why).into(),
+            ApiError::WrongPassword => "the password is incorrect".into(),
             ApiError::MethodNotAllowed => "method not allowed on this resource".into(),
             ApiError::Unavailable(_) => {
                 "the service is temporarily unavailable; retry shortly".into()
@@ -219,7 +224,7 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         match self {
-            ApiError::Unauthorized(AuthFailure::Missing) => {
+            ApiError::Unauthorized(AuthFailure::Missing) | ApiError::WrongPassword => {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static(r#"Bearer realm="authd""#),

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     domain::{Email, FullName, User, Username},
-    service::{AuthService, Registration},
+    service::{self, AuthService, ProfileChange, Registration},
     state::AppState,
 };
 
@@ -21,7 +21,9 @@ pub fn register_router() -> Router<AppState> {
 }
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/users/me", get(me))
+    Router::new()
+        .route("/users/me", get(me).patch(update_me).delete(delete_me))
+        .route("/users/me/password", post(change_password))
 }
 
 /// Every field optional here so that all missing and invalid fields are reported together.
@@ -91,4 +93,119 @@ fn non_empty(value: Option<String>) -> Option<String> {
 #[tracing::instrument(name = "me", skip_all)]
 async fn me(user: AuthUser) -> ApiJson<User> {
     ApiJson(user.user)
+}
+
+/// A field of a `PATCH` body: absent (leave it), `null` or empty (clear it), or a value.
+#[derive(Default)]
+enum Patch {
+    #[default]
+    Absent,
+    Clear,
+    Set(String),
+}
+
+impl<'de> Deserialize<'de> for Patch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match Option::<String>::deserialize(d)? {
+            Some(v) if !v.trim().is_empty() => Patch::Set(v),
+            _ => Patch::Clear,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct PatchMeBody {
+    #[serde(default)]
+    email: Patch,
+    #[serde(default)]
+    full_name: Patch,
+}
+
+/// `PATCH /users/me`: the e-mail address and the full name. The address is how an account
+/// is recovered, so changing it takes a session, as other credential changes do.
+#[tracing::instrument(name = "update_me", skip_all)]
+async fn update_me(
+    State(auth): State<AuthService>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<PatchMeBody>,
+) -> Result<ApiJson<User>, ApiError> {
+    user.session()?;
+    let mut errors = Vec::new();
+    let mut change = ProfileChange::default();
+    match body.email {
+        Patch::Absent => {}
+        Patch::Clear => change.email = Some(None),
+        Patch::Set(e) => match Email::parse(&e) {
+            Ok(email) => change.email = Some(Some(email)),
+            Err(msg) => errors.push(FieldError::new("email", msg)),
+        },
+    }
+    match body.full_name {
+        Patch::Absent => {}
+        Patch::Clear => change.full_name = Some(None),
+        Patch::Set(n) => match FullName::parse(&n) {
+            Ok(name) => change.full_name = Some(Some(name)),
+            Err(msg) => errors.push(FieldError::new("full_name", msg)),
+        },
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    Ok(ApiJson(auth.update_profile(&user.user, change).await?))
+}
+
+#[derive(Deserialize)]
+struct PasswordBody {
+    current_password: Option<SecretString>,
+    new_password: Option<SecretString>,
+}
+
+/// `POST /users/me/password`: every other session of the user ends; the caller's goes on.
+#[tracing::instrument(name = "change_password", skip_all)]
+async fn change_password(
+    State(auth): State<AuthService>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<PasswordBody>,
+) -> Result<StatusCode, ApiError> {
+    let session = user.session()?;
+    let (Some(current), Some(new)) = (body.current_password, body.new_password) else {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "current_password",
+            "and new_password are required",
+        )]));
+    };
+    auth.change_password(&user.user, session, current, new)
+        .await
+        .map_err(wrong_password)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct DeleteMeBody {
+    password: Option<SecretString>,
+}
+
+/// `DELETE /users/me`: the account and everything of it, after its password.
+#[tracing::instrument(name = "delete_me", skip_all)]
+async fn delete_me(
+    State(auth): State<AuthService>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<DeleteMeBody>,
+) -> Result<StatusCode, ApiError> {
+    user.session()?;
+    let password = body
+        .password
+        .ok_or_else(|| ApiError::Validation(vec![FieldError::new("password", "is required")]))?;
+    auth.delete_account(&user.user, password)
+        .await
+        .map_err(wrong_password)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A wrong confirming password is `401 invalid_password`, not a bad token.
+fn wrong_password(e: service::Error) -> ApiError {
+    match e {
+        service::Error::InvalidCredentials => ApiError::WrongPassword,
+        other => other.into(),
+    }
 }

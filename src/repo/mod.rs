@@ -34,7 +34,7 @@ pub use error::{RepoError, RepoResult, UniqueField};
 pub use keys::Resealed;
 pub use sessions::{NewSession, RefreshRecord, Rotation, SessionInfo};
 pub use throttle::{Attempt, LockRule};
-pub use users::{Credentials, NewUser};
+pub use users::{Credentials, NewUser, Profile};
 
 use crate::config::{Backend, Config};
 use pg_checkers::PgCheckers;

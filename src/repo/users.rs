@@ -98,4 +98,101 @@ impl Repo {
         });
         Ok(())
     }
+
+    /// The credentials of the user with this id.
+    pub async fn credentials_by_id(&self, user_id: Uuid) -> RepoResult<Option<Credentials>> {
+        let sql =
+            format!("SELECT {USER_COLUMNS}, password_hash, disabled_at FROM users WHERE id = $1");
+        with_pool!(self.db(), pool => {
+            sqlx::query(&sql)
+                .bind(user_id)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| rows::credentials(&row))
+                .transpose()
+        })
+    }
+
+    /// Sets the e-mail address (with its normalized copy) and the full name; a taken address
+    /// is [`super::RepoError::Conflict`]. Returns the user as it now is.
+    pub async fn update_profile(
+        &self,
+        user_id: Uuid,
+        profile: &Profile<'_>,
+    ) -> RepoResult<Option<User>> {
+        let sql = format!(
+            "UPDATE users SET email = $1, email_normalized = $2, full_name = $3 WHERE id = $4 \
+             RETURNING {USER_COLUMNS}"
+        );
+        with_pool!(self.db(), pool => {
+            sqlx::query(&sql)
+                .bind(profile.email)
+                .bind(profile.email_normalized)
+                .bind(profile.full_name)
+                .bind(user_id)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| rows::user(&row, 0))
+                .transpose()
+        })
+    }
+
+    /// In one transaction: replaces the password hash (if it is still `old_hash`) and ends
+    /// every live session of the user but `keep`. `false` when the hash changed meanwhile.
+    pub async fn change_password(
+        &self,
+        user_id: Uuid,
+        old_hash: &str,
+        new_hash: &str,
+        keep: Uuid,
+        now: DateTime<Utc>,
+    ) -> RepoResult<bool> {
+        with_pool!(self.db(), pool => {
+            let mut tx = pool.begin().await?;
+            let changed = sqlx::query(
+                "UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3",
+            )
+            .bind(new_hash)
+            .bind(user_id)
+            .bind(old_hash)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed != 1 {
+                return Ok(false);
+            }
+            sqlx::query(
+                "UPDATE sessions SET revoked_at = $1, revoke_reason = 'password_changed' \
+                 WHERE user_id = $2 AND id <> $3 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(user_id)
+            .bind(keep)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    /// Deletes the user; its sessions, refresh-token hashes and API keys go with it (the
+    /// foreign keys cascade, within the one statement). `false` if there was no such user.
+    pub async fn delete_user(&self, user_id: Uuid) -> RepoResult<bool> {
+        let n = with_pool!(self.db(), pool => {
+            sqlx::query("DELETE FROM users WHERE id = $1")
+                .bind(user_id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(n == 1)
+    }
+}
+
+/// A user's editable fields, as they are to be stored.
+#[derive(Debug)]
+pub struct Profile<'a> {
+    pub email: Option<&'a str>,
+    pub email_normalized: Option<&'a str>,
+    pub full_name: Option<&'a str>,
 }

@@ -123,3 +123,193 @@ async fn an_api_key_may_list_sessions_but_not_end_them() {
     assert_error(r, StatusCode::FORBIDDEN, "forbidden").await;
     assert_eq!(app.me(&access).await.status(), StatusCode::OK);
 }
+
+/// The request is built (and the body serialized) at once; the future owns it.
+fn send_json(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    credential: &str,
+    body: &Value,
+) -> impl std::future::Future<Output = reqwest::Response> + 'static {
+    let request = app
+        .client
+        .request(method, app.url(path))
+        .bearer_auth(credential)
+        .json(body);
+    async move { request.send().await.unwrap() }
+}
+
+#[tokio::test]
+async fn patch_me_changes_or_clears_the_email_and_name() {
+    let app = spawn_app().await;
+    let (_, pair) = app.new_session().await;
+    let (access, _) = tokens(&pair);
+    let patch = |body: Value| send_json(&app, reqwest::Method::PATCH, "/users/me", &access, &body);
+
+    let r = patch(json!({"email": "New.Address@Example.com", "full_name": "Jane Roe"})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let user: Value = r.json().await.unwrap();
+    assert_eq!(user["email"], "New.Address@Example.com");
+    assert_eq!(user["full_name"], "Jane Roe");
+    // Absent leaves a field alone; null clears it.
+    let user: Value = patch(json!({"full_name": null}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(user["email"], "New.Address@Example.com");
+    assert!(user["full_name"].is_null());
+    let me: Value = app.me(&access).await.json().await.unwrap();
+    assert!(me["full_name"].is_null());
+
+    // Another account's address, in any case, is taken; a bad one is a 422.
+    let (other_name, other) = app.new_session().await;
+    let (other_access, _) = tokens(&other);
+    let r = send_json(
+        &app,
+        reqwest::Method::PATCH,
+        "/users/me",
+        &other_access,
+        &json!({"email": "new.address@example.COM"}),
+    )
+    .await;
+    assert_error(r, StatusCode::CONFLICT, "email_taken").await;
+    let r = patch(json!({"email": "not an address"})).await;
+    let error = assert_error(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(error["fields"][0]["field"], "email");
+    assert!(!other_name.is_empty());
+}
+
+#[tokio::test]
+async fn changing_the_password_ends_every_other_session_and_keeps_this_one() {
+    let app = spawn_app().await;
+    let (name, first) = app.new_session().await;
+    let (access, refresh) = tokens(&first);
+    let second = app.login(&name, PASSWORD).await;
+    let (second_access, second_refresh) = tokens(&second);
+    let change = |current: &str, new: &str| {
+        send_json(
+            &app,
+            reqwest::Method::POST,
+            "/users/me/password",
+            &access,
+            &json!({"current_password": current, "new_password": new}),
+        )
+    };
+
+    assert_error(
+        change("wrong-password-1", "a brand new passphrase 9").await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_password",
+    )
+    .await;
+    let r = change(PASSWORD, "short").await;
+    assert_error(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(
+        app.me(&second_access).await.status(),
+        StatusCode::OK,
+        "nothing changed yet"
+    );
+
+    let r = change(PASSWORD, "a brand new passphrase 9").await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.me(&second_access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.refresh(&second_refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.me(&access).await.status(), StatusCode::OK);
+    assert_eq!(app.refresh(&refresh).await.status(), StatusCode::OK);
+    let old = app
+        .token(&[("username", name.as_str()), ("password", PASSWORD)])
+        .await;
+    assert_eq!(old.status(), StatusCode::UNAUTHORIZED);
+    app.login(&name, "a brand new passphrase 9").await;
+
+    // Wrong current passwords count toward the name's lock.
+    for _ in 0..5 {
+        change("wrong-password-1", "another new passphrase 7").await;
+    }
+    assert_eq!(
+        change("wrong-password-1", "x").await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn deleting_the_account_takes_its_password_and_removes_everything_of_it() {
+    let app = spawn_app().await;
+    let (name, pair) = app.new_session().await;
+    let (access, refresh) = tokens(&pair);
+    let created: Value = send_json(
+        &app,
+        reqwest::Method::POST,
+        "/users/me/api-keys",
+        &access,
+        &json!({"name": "k"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let (_, other) = app.new_session().await;
+    let (other_access, _) = tokens(&other);
+
+    let delete = |credential: &str, password: &str| {
+        send_json(
+            &app,
+            reqwest::Method::DELETE,
+            "/users/me",
+            credential,
+            &json!({"password": password}),
+        )
+    };
+    assert_error(
+        delete(&access, "wrong-password-1").await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_password",
+    )
+    .await;
+    assert_error(
+        delete(&key, PASSWORD).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    assert_eq!(
+        delete(&access, PASSWORD).await.status(),
+        StatusCode::NO_CONTENT
+    );
+
+    assert_eq!(app.me(&access).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.me(&key).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.refresh(&refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let login = app
+        .token(&[("username", name.as_str()), ("password", PASSWORD)])
+        .await;
+    assert_eq!(login.status(), StatusCode::UNAUTHORIZED);
+    let count = |sql: &'static str| app.db.query_column::<i64>(sql);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM users").await,
+        [1],
+        "the other user stays"
+    );
+    assert_eq!(count("SELECT COUNT(*) FROM api_keys").await, [0]);
+    assert_eq!(count("SELECT COUNT(*) FROM sessions").await, [1]);
+    assert_eq!(app.me(&other_access).await.status(), StatusCode::OK);
+    // The name is free again.
+    assert_eq!(
+        app.register(&json!({"username": name, "password": PASSWORD}))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+}
