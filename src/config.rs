@@ -45,6 +45,8 @@ pub struct Config {
     pub jwt_secret: Option<SecretString>,
     /// Seals the signing keys and server secrets stored in the database; `None`: in clear.
     pub master_key: Option<MasterKey>,
+    /// How long account events are kept, in days.
+    pub event_retention_days: u32,
     pub log_format: LogFormat,
     /// Login/registration/refresh attempts per client IP per minute; `None` turns it off.
     pub login_rate_per_min: Option<NonZeroU32>,
@@ -82,6 +84,7 @@ impl fmt::Debug for Config {
                 &self.jwt_secret.as_ref().map(|_| "[redacted]"),
             )
             .field("master_key", &self.master_key)
+            .field("event_retention_days", &self.event_retention_days)
             .field("log_format", &self.log_format)
             .field("login_rate_per_min", &self.login_rate_per_min)
             .field("trusted_proxies", &self.trusted_proxies)
@@ -208,6 +211,15 @@ pub struct Settings {
         global = true
     )]
     master_key: String,
+    /// Days an account's events are kept (GET /users/me/events), at least 1
+    #[arg(
+        long,
+        env = "AUTHD_EVENT_RETENTION_DAYS",
+        default_value = "90",
+        hide_env_values = true,
+        global = true
+    )]
+    event_retention_days: String,
     /// Attempts per client IP per minute at the credential endpoints; 0 turns the limit off
     #[arg(
         long,
@@ -374,6 +386,17 @@ impl Config {
             ),
         };
 
+        let retention = value("AUTHD_EVENT_RETENTION_DAYS", &s.event_retention_days);
+        let event_retention_days = match retention.trim().parse::<u32>() {
+            Ok(days) if (1..=36_500).contains(&days) => days,
+            _ => {
+                return Err(ConfigError::new(
+                    "AUTHD_EVENT_RETENTION_DAYS",
+                    format!("{retention:?} is not a whole number of days from 1 to 36500"),
+                ))
+            }
+        };
+
         let log_format = match value("AUTHD_LOG_FORMAT", &s.log_format).trim() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -441,6 +464,7 @@ impl Config {
             refresh_grace,
             jwt_secret,
             master_key,
+            event_retention_days,
             log_format,
             login_rate_per_min,
             trusted_proxies,

@@ -22,7 +22,9 @@ use crate::{
     },
     clock::Clock,
     config::Config,
-    domain::{Email, FullName, Password, PasswordPolicyError, User, Username},
+    domain::{
+        Email, Event, EventKind, FullName, NewEvent, Password, PasswordPolicyError, User, Username,
+    },
     repo::{
         api_keys::LAST_USED_PRECISION, ApiKeyInfo, Attempt, Credentials, LockRule, NewApiKey,
         NewSession, NewUser, Profile, RefreshRecord, Repo, RepoError, Rotation, SessionInfo,
@@ -40,6 +42,8 @@ pub struct TokenPolicy {
     pub refresh_ttl: Duration,
     pub session_max: Duration,
     pub refresh_grace: Duration,
+    /// How long account events are kept.
+    pub event_retention: TimeDelta,
 }
 
 impl TokenPolicy {
@@ -49,6 +53,7 @@ impl TokenPolicy {
             refresh_ttl: config.refresh_ttl,
             session_max: config.session_max,
             refresh_grace: config.refresh_grace,
+            event_retention: TimeDelta::days(config.event_retention_days.into()),
         }
     }
 }
@@ -86,6 +91,7 @@ pub struct LoginSuccess {
 pub struct Pruned {
     pub sessions: u64,
     pub attempt_counts: u64,
+    pub events: u64,
 }
 
 /// A change to the profile: `None` leaves a field as it is, `Some(None)` clears it.
@@ -389,6 +395,7 @@ impl AuthService {
                 .verify(password.clone(), stored_hash)
                 .await?
         };
+        let known_user = creds.as_ref().map(|c| c.user.id);
         let creds = match (verdict, creds) {
             (Verdict::Match { needs_rehash }, Some(creds)) if creds.disabled_at.is_none() => {
                 if needs_rehash {
@@ -409,6 +416,10 @@ impl AuthService {
                     );
                 }
                 self.log_refusal(&name, &client, device.is_some(), "login failed");
+                if let Some(user_id) = known_user {
+                    repo.record_event(&self.event(user_id, EventKind::LoginFailed, &client))
+                        .await?;
+                }
                 return Err(Error::InvalidCredentials);
             }
         };
@@ -418,16 +429,19 @@ impl AuthService {
         let idle_expires_at = (now + self.inner.policy.refresh_ttl).min(expires_at);
         let session_id = Uuid::new_v4();
         let refresh = RefreshToken::generate();
-        repo.create_session(&NewSession {
-            id: session_id,
-            user_id: user.id,
-            token_hash: &refresh.hash(),
-            now,
-            idle_expires_at,
-            expires_at,
-            ip: client.ip.as_deref(),
-            user_agent: client.user_agent.as_deref(),
-        })
+        repo.create_session(
+            &NewSession {
+                id: session_id,
+                user_id: user.id,
+                token_hash: &refresh.hash(),
+                now,
+                idle_expires_at,
+                expires_at,
+                ip: client.ip.as_deref(),
+                user_agent: client.user_agent.as_deref(),
+            },
+            &self.event(user.id, EventKind::LoginSucceeded, &client),
+        )
         .await?;
         tracing::info!(user_id = %user.id, session_id = %session_id, "login succeeded");
         let session = SessionRef {
@@ -446,6 +460,17 @@ impl AuthService {
             pair,
             device_cookie: self.inner.device_key.issue(&device),
         })
+    }
+
+    /// An event of `user_id` caused now by `client`.
+    fn event<'a>(&self, user_id: Uuid, kind: EventKind, client: &'a ClientInfo) -> NewEvent<'a> {
+        NewEvent {
+            user_id,
+            kind,
+            at: self.now(),
+            ip: client.ip.as_deref(),
+            user_agent: client.user_agent.as_deref(),
+        }
     }
 
     /// Logs a refused login with the client's address and a keyed hash of the name tried,
@@ -467,6 +492,9 @@ impl AuthService {
         Ok(Pruned {
             sessions: repo.prune_sessions(now).await?,
             attempt_counts: repo.prune_attempts(now - TimeDelta::days(1)).await?,
+            events: repo
+                .prune_events(now - self.inner.policy.event_retention)
+                .await?,
         })
     }
 
@@ -488,7 +516,11 @@ impl AuthService {
 
     /// The refresh grant: rotates the presented token (see the module docs of
     /// [`crate::auth::refresh`] and the contract's "Token semantics").
-    pub async fn refresh(&self, presented: &str) -> Result<RefreshOutcome, Error> {
+    pub async fn refresh(
+        &self,
+        presented: &str,
+        client: &ClientInfo,
+    ) -> Result<RefreshOutcome, Error> {
         let Some(token) = RefreshToken::parse(presented) else {
             return Ok(RefreshOutcome::Unknown);
         };
@@ -535,7 +567,12 @@ impl AuthService {
                 // The chain has leaked (RFC 9700 §4.14).
                 self.inner
                     .repo
-                    .revoke_session(record.session_id, "refresh_token_reuse", now)
+                    .revoke_session(
+                        record.session_id,
+                        "refresh_token_reuse",
+                        now,
+                        &self.event(record.user_id, EventKind::RefreshReuseDetected, client),
+                    )
                     .await?;
                 tracing::warn!(
                     user_id = %record.user_id,
@@ -557,7 +594,11 @@ impl AuthService {
     /// Ends the session a refresh token belongs to (any token of the chain will do).
     /// Ends the session of a refresh token. Refused when the token is unknown, or its
     /// session has already ended or expired (of two logouts at once, one succeeds).
-    pub async fn logout_with_refresh(&self, presented: &str) -> Result<(), Error> {
+    pub async fn logout_with_refresh(
+        &self,
+        presented: &str,
+        client: &ClientInfo,
+    ) -> Result<(), Error> {
         let token = RefreshToken::parse(presented).ok_or(Error::RefreshTokenRefused)?;
         let record = self
             .inner
@@ -565,26 +606,44 @@ impl AuthService {
             .find_refresh(&token.hash())
             .await?
             .ok_or(Error::RefreshTokenRefused)?;
-        if !self.revoke(record.user_id, record.session_id).await? {
+        if !self
+            .revoke(record.user_id, record.session_id, client)
+            .await?
+        {
             return Err(Error::RefreshTokenRefused);
         }
         Ok(())
     }
 
     /// Ends the session of an access token; refused when it has already ended or expired.
-    pub async fn end_session(&self, user_id: Uuid, session_id: Uuid) -> Result<(), Error> {
-        if !self.revoke(user_id, session_id).await? {
+    pub async fn end_session(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        client: &ClientInfo,
+    ) -> Result<(), Error> {
+        if !self.revoke(user_id, session_id, client).await? {
             return Err(Error::AccessTokenRefused(TokenRefusal::SessionEnded));
         }
         Ok(())
     }
 
     /// Whether this call ended the session (it was live until now).
-    async fn revoke(&self, user_id: Uuid, session_id: Uuid) -> Result<bool, Error> {
+    async fn revoke(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        client: &ClientInfo,
+    ) -> Result<bool, Error> {
         let ended = self
             .inner
             .repo
-            .revoke_session(session_id, "logout", self.now())
+            .revoke_session(
+                session_id,
+                "logout",
+                self.now(),
+                &self.event(user_id, EventKind::Logout, client),
+            )
             .await?;
         if ended {
             tracing::info!(user_id = %user_id, session_id = %session_id, "logout");
@@ -592,11 +651,16 @@ impl AuthService {
         Ok(ended)
     }
 
-    pub async fn end_all_sessions(&self, user_id: Uuid) -> Result<(), Error> {
+    pub async fn end_all_sessions(&self, user_id: Uuid, client: &ClientInfo) -> Result<(), Error> {
         let ended = self
             .inner
             .repo
-            .revoke_user_sessions(user_id, "logout_all", self.now())
+            .revoke_user_sessions(
+                user_id,
+                "logout_all",
+                self.now(),
+                &self.event(user_id, EventKind::Logout, client),
+            )
             .await?;
         tracing::info!(user_id = %user_id, sessions = ended, "logout from all sessions");
         Ok(())
@@ -647,21 +711,25 @@ impl AuthService {
         user_id: Uuid,
         name: &str,
         expires_in_days: Option<u32>,
+        client: &ClientInfo,
     ) -> Result<CreatedApiKey, Error> {
         let now = self.now();
         let key = ApiKey::generate();
         let info = self
             .inner
             .repo
-            .insert_api_key(&NewApiKey {
-                id: Uuid::new_v4(),
-                user_id,
-                name,
-                prefix: key.shown(),
-                key_hash: &key.hash(),
-                created_at: now,
-                expires_at: expires_in_days.map(|days| now + TimeDelta::days(days.into())),
-            })
+            .insert_api_key(
+                &NewApiKey {
+                    id: Uuid::new_v4(),
+                    user_id,
+                    name,
+                    prefix: key.shown(),
+                    key_hash: &key.hash(),
+                    created_at: now,
+                    expires_at: expires_in_days.map(|days| now + TimeDelta::days(days.into())),
+                },
+                &self.event(user_id, EventKind::ApiKeyCreated, client),
+            )
             .await?;
         tracing::info!(user_id = %user_id, key_id = %info.id, "API key created");
         Ok(CreatedApiKey { info, key })
@@ -742,6 +810,7 @@ impl AuthService {
         keep: Uuid,
         current: SecretString,
         new: SecretString,
+        client: &ClientInfo,
     ) -> Result<(), Error> {
         let creds = self.confirm_password(user, current).await?;
         let username = user.username.clone();
@@ -758,7 +827,14 @@ impl AuthService {
         let changed = self
             .inner
             .repo
-            .change_password(user.id, &creds.password_hash, &new_hash, keep, self.now())
+            .change_password(
+                user.id,
+                &creds.password_hash,
+                &new_hash,
+                keep,
+                self.now(),
+                &self.event(user.id, EventKind::PasswordChanged, client),
+            )
             .await?;
         if !changed {
             // Another change won meanwhile: the password checked is no longer the current one.
@@ -779,17 +855,37 @@ impl AuthService {
         Ok(())
     }
 
+    /// A page of the user's events, newest first: `limit` of those older than `before`.
+    pub async fn events(
+        &self,
+        user_id: Uuid,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Event>, Error> {
+        Ok(self.inner.repo.events(user_id, before, limit).await?)
+    }
+
     /// The user's live sessions, newest first.
     pub async fn sessions(&self, user_id: Uuid) -> Result<Vec<SessionInfo>, Error> {
         Ok(self.inner.repo.live_sessions(user_id, self.now()).await?)
     }
 
     /// Ends one of the user's sessions; [`Error::NotFound`] if it has no such live session.
-    pub async fn end_own_session(&self, user_id: Uuid, session_id: Uuid) -> Result<(), Error> {
+    pub async fn end_own_session(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        client: &ClientInfo,
+    ) -> Result<(), Error> {
         if !self
             .inner
             .repo
-            .revoke_own_session(user_id, session_id, self.now())
+            .revoke_own_session(
+                user_id,
+                session_id,
+                self.now(),
+                &self.event(user_id, EventKind::SessionRevoked, client),
+            )
             .await?
         {
             return Err(Error::NotFound);
@@ -804,11 +900,21 @@ impl AuthService {
     }
 
     /// Revokes one of the user's keys; [`Error::NotFound`] if it has no such live key.
-    pub async fn revoke_api_key(&self, user_id: Uuid, key_id: Uuid) -> Result<(), Error> {
+    pub async fn revoke_api_key(
+        &self,
+        user_id: Uuid,
+        key_id: Uuid,
+        client: &ClientInfo,
+    ) -> Result<(), Error> {
         if !self
             .inner
             .repo
-            .revoke_api_key(user_id, key_id, self.now())
+            .revoke_api_key(
+                user_id,
+                key_id,
+                self.now(),
+                &self.event(user_id, EventKind::ApiKeyRevoked, client),
+            )
             .await?
         {
             return Err(Error::NotFound);

@@ -1,6 +1,7 @@
 //! Domain types that parse rather than validate: once you hold one, it is valid.
 
 mod email;
+mod event;
 mod full_name;
 mod password;
 mod signing_key;
@@ -8,6 +9,7 @@ mod user;
 mod username;
 
 pub use email::Email;
+pub use event::{Event, EventKind, NewEvent};
 pub use full_name::FullName;
 pub use password::{normalize as normalize_password, Password, PasswordPolicyError};
 pub use signing_key::{StoredSecret, StoredSigningKey};

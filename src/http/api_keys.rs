@@ -15,6 +15,7 @@ use super::{
     error::{ApiError, FieldError},
     extract::AuthUser,
     json::ApiJson,
+    ClientInfo,
 };
 use crate::{repo::ApiKeyInfo, service::AuthService, state::AppState};
 
@@ -78,11 +79,14 @@ impl From<ApiKeyInfo> for KeyView {
 async fn create(
     State(auth): State<AuthService>,
     user: AuthUser,
+    client: ClientInfo,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<(StatusCode, ApiJson<CreatedView>), ApiError> {
     user.session()?;
     let (name, days) = parse_create(body)?;
-    let created = auth.create_api_key(user.user.id, &name, days).await?;
+    let created = auth
+        .create_api_key(user.user.id, &name, days, &client)
+        .await?;
     let info = created.info;
     Ok((
         StatusCode::CREATED,
@@ -147,11 +151,12 @@ async fn list(
 async fn revoke(
     State(auth): State<AuthService>,
     user: AuthUser,
+    client: ClientInfo,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     user.session()?;
     // A malformed id names no key: the same 404 as another user's key.
     let id = Uuid::try_parse(&id).map_err(|_| ApiError::NotFound)?;
-    auth.revoke_api_key(user.user.id, id).await?;
+    auth.revoke_api_key(user.user.id, id, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -70,10 +70,11 @@ async fn login(
 #[tracing::instrument(name = "refresh", skip_all)]
 async fn refresh(
     State(auth): State<AuthService>,
+    client: ClientInfo,
     ApiJson(body): ApiJson<RefreshBody>,
 ) -> Result<Response, OAuthError> {
     let presented = body.refresh_token.ok_or_else(|| missing("refresh_token"))?;
-    let pair = refreshed(&auth, &presented, StatusCode::UNAUTHORIZED).await?;
+    let pair = refreshed(&auth, &presented, &client, StatusCode::UNAUTHORIZED).await?;
     Ok(token_response(pair))
 }
 
@@ -81,6 +82,7 @@ async fn refresh(
 #[tracing::instrument(name = "logout", skip_all)]
 async fn logout(
     State(auth): State<AuthService>,
+    client: ClientInfo,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, OAuthError> {
@@ -92,7 +94,7 @@ async fn logout(
             );
         }
         if let Some(presented) = parse_json::<RefreshBody>(&body)?.refresh_token {
-            auth.logout_with_refresh(&presented)
+            auth.logout_with_refresh(&presented, &client)
                 .await
                 .map_err(|e| OAuthError::from_service(e, StatusCode::UNAUTHORIZED))?;
             return Ok(StatusCode::NO_CONTENT);
@@ -103,7 +105,7 @@ async fn logout(
     let Credential::Session(session_id) = found.credential else {
         return Err(ApiError::Forbidden(SESSION_REQUIRED).into());
     };
-    auth.end_session(found.user.id, session_id)
+    auth.end_session(found.user.id, session_id, &client)
         .await
         .map_err(ApiError::from)?;
     Ok(StatusCode::NO_CONTENT)
@@ -113,9 +115,10 @@ async fn logout(
 async fn logout_all(
     State(auth): State<AuthService>,
     user: AuthUser,
+    client: ClientInfo,
 ) -> Result<StatusCode, ApiError> {
     user.session()?;
-    auth.end_all_sessions(user.user.id).await?;
+    auth.end_all_sessions(user.user.id, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

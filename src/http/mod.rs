@@ -6,6 +6,7 @@ mod auth;
 pub mod clients;
 mod device;
 pub mod error;
+mod events;
 pub mod extract;
 mod health;
 pub mod json;
@@ -65,6 +66,7 @@ pub fn router(
         .merge(users::router())
         .merge(api_keys::router())
         .merge(sessions::router())
+        .merge(events::router())
         .merge(auth::router())
         .merge(health::router())
         .merge(wellknown::router())

@@ -10,7 +10,7 @@ use chrono::SecondsFormat;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{error::ApiError, extract::AuthUser, json::ApiJson};
+use super::{error::ApiError, extract::AuthUser, json::ApiJson, ClientInfo};
 use crate::{
     service::{AuthService, Credential},
     state::AppState,
@@ -63,10 +63,11 @@ async fn list(
 async fn end(
     State(auth): State<AuthService>,
     user: AuthUser,
+    client: ClientInfo,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     user.session()?;
     let id = Uuid::try_parse(&id).map_err(|_| ApiError::NotFound)?;
-    auth.end_own_session(user.user.id, id).await?;
+    auth.end_own_session(user.user.id, id, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }

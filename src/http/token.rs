@@ -59,7 +59,7 @@ async fn token(
         "refresh_token" => {
             let refresh_token = required(&mut params, "refresh_token")?;
             // RFC 6749 §5.2: a bad refresh token at the token endpoint is a 400 invalid_grant.
-            let pair = refreshed(&auth, &refresh_token, StatusCode::BAD_REQUEST).await?;
+            let pair = refreshed(&auth, &refresh_token, &client, StatusCode::BAD_REQUEST).await?;
             Ok(token_response(pair))
         }
         other => Err(OAuthError::UnsupportedGrantType(
@@ -102,9 +102,10 @@ fn required(params: &mut HashMap<String, String>, name: &str) -> Result<String, 
 pub(super) async fn refreshed(
     auth: &AuthService,
     presented: &str,
+    client: &ClientInfo,
     status: StatusCode,
 ) -> Result<TokenPair, OAuthError> {
-    match auth.refresh(presented).await {
+    match auth.refresh(presented, client).await {
         Ok(RefreshOutcome::Rotated(pair) | RefreshOutcome::Grace(pair)) => Ok(pair),
         Ok(
             RefreshOutcome::Reused

@@ -8,6 +8,7 @@ use super::{
     error::{ApiError, FieldError},
     extract::AuthUser,
     json::ApiJson,
+    ClientInfo,
 };
 use crate::{
     domain::{Email, FullName, User, Username},
@@ -165,16 +166,18 @@ struct PasswordBody {
 async fn change_password(
     State(auth): State<AuthService>,
     user: AuthUser,
+    client_info: ClientInfo,
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> Result<StatusCode, ApiError> {
     let session = user.session()?;
+    let client = client_info;
     let (Some(current), Some(new)) = (body.current_password, body.new_password) else {
         return Err(ApiError::Validation(vec![FieldError::new(
             "current_password",
             "and new_password are required",
         )]));
     };
-    auth.change_password(&user.user, session, current, new)
+    auth.change_password(&user.user, session, current, new, &client)
         .await
         .map_err(wrong_password)?;
     Ok(StatusCode::NO_CONTENT)

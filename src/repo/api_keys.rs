@@ -4,10 +4,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
 use super::{
+    events::insert_event,
     rows::{self, USER_COLUMNS},
     with_pool, Repo, RepoResult,
 };
-use crate::domain::User;
+use crate::domain::{NewEvent, User};
 
 /// An API key as its owner sees it in a list: never the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,13 +49,19 @@ const INFO_COLUMNS: &str = "id, name, prefix, created_at, last_used_at, expires_
 pub const LAST_USED_PRECISION: TimeDelta = TimeDelta::minutes(1);
 
 impl Repo {
-    pub async fn insert_api_key(&self, key: &NewApiKey<'_>) -> RepoResult<ApiKeyInfo> {
+    /// Stores a key and records `event`, in one transaction.
+    pub async fn insert_api_key(
+        &self,
+        key: &NewApiKey<'_>,
+        event: &NewEvent<'_>,
+    ) -> RepoResult<ApiKeyInfo> {
         let sql = format!(
             "INSERT INTO api_keys (id, user_id, name, prefix, key_hash, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {INFO_COLUMNS}"
         );
         with_pool!(self.db(), pool => {
-            rows::api_key_info(
+            let mut tx = pool.begin().await?;
+            let info = rows::api_key_info(
                 &sqlx::query(&sql)
                     .bind(key.id)
                     .bind(key.user_id)
@@ -63,9 +70,12 @@ impl Repo {
                     .bind(key.key_hash)
                     .bind(key.created_at)
                     .bind(key.expires_at)
-                    .fetch_one(pool)
+                    .fetch_one(&mut *tx)
                     .await?,
-            )
+            )?;
+            insert_event!(&mut *tx, event);
+            tx.commit().await?;
+            Ok(info)
         })
     }
 
@@ -87,24 +97,32 @@ impl Repo {
         })
     }
 
-    /// Revokes one of the user's live keys; `false` if the user has no such key.
+    /// Revokes one of the user's live keys, recording `event` with it; `false` if the user
+    /// has no such key.
     pub async fn revoke_api_key(
         &self,
         user_id: Uuid,
         key_id: Uuid,
         now: DateTime<Utc>,
+        event: &NewEvent<'_>,
     ) -> RepoResult<bool> {
         let n = with_pool!(self.db(), pool => {
-            sqlx::query(
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(
                 "UPDATE api_keys SET revoked_at = $1 \
                  WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
             )
             .bind(now)
             .bind(key_id)
             .bind(user_id)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?
-            .rows_affected()
+            .rows_affected();
+            if n == 1 {
+                insert_event!(&mut *tx, event);
+            }
+            tx.commit().await?;
+            n
         });
         Ok(n == 1)
     }

@@ -11,6 +11,7 @@ pub mod api_keys;
 mod batch;
 mod checks;
 mod error;
+pub(crate) mod events;
 mod keys;
 mod pg_checkers;
 mod rotations;
@@ -133,6 +134,31 @@ impl Repo {
     /// Closes the pool; calls made afterwards fail as unavailable.
     pub async fn close(&self) {
         with_pool!(self.db(), pool => pool.close().await)
+    }
+
+    /// Runs `delete` (`$1`: a time, `$2`: a batch size) until it deletes less than a batch,
+    /// so that no statement holds the database for long; returns how many rows went.
+    async fn delete_in_batches(
+        &self,
+        delete: &str,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> RepoResult<u64> {
+        const BATCH: u64 = 1000;
+        let mut total = 0;
+        loop {
+            let n = with_pool!(self.db(), pool => {
+                sqlx::query(delete)
+                    .bind(before)
+                    .bind(BATCH as i64)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            });
+            total += n;
+            if n < BATCH {
+                return Ok(total);
+            }
+        }
     }
 
     fn db(&self) -> &Db {
@@ -286,16 +312,25 @@ mod tests {
             .unwrap();
         let session_id = Uuid::new_v4();
         let token_hash = [7u8; 32];
-        repo.create_session(&NewSession {
-            id: session_id,
-            user_id: user.id,
-            token_hash: &token_hash,
-            now,
-            idle_expires_at: now + TimeDelta::hours(1),
-            expires_at: now + TimeDelta::hours(2),
-            ip: None,
-            user_agent: None,
-        })
+        repo.create_session(
+            &NewSession {
+                id: session_id,
+                user_id: user.id,
+                token_hash: &token_hash,
+                now,
+                idle_expires_at: now + TimeDelta::hours(1),
+                expires_at: now + TimeDelta::hours(2),
+                ip: None,
+                user_agent: None,
+            },
+            &crate::domain::NewEvent {
+                user_id: user.id,
+                kind: crate::domain::EventKind::LoginSucceeded,
+                at: now,
+                ip: None,
+                user_agent: None,
+            },
+        )
         .await
         .unwrap();
 

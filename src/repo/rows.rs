@@ -16,7 +16,7 @@ use super::{
     users::Credentials,
     RepoError, RepoResult,
 };
-use crate::domain::{StoredSecret, StoredSigningKey, User};
+use crate::domain::{Event, StoredSecret, StoredSigningKey, User};
 
 /// A row of any driver, read by column position.
 pub(super) trait Columns {
@@ -193,6 +193,17 @@ pub(super) fn session_info(row: &impl Columns) -> RepoResult<SessionInfo> {
         id: row.uuid(0)?,
         created_at: row.time(1)?,
         last_used_at: row.time(2)?,
+        ip: row.opt_text(3)?,
+        user_agent: row.opt_text(4)?,
+    })
+}
+
+/// `id, type, at, ip, user_agent` of `events`.
+pub(super) fn event(row: &impl Columns) -> RepoResult<Event> {
+    Ok(Event {
+        id: row.uuid(0)?,
+        kind: row.text(1)?,
+        at: row.time(2)?,
         ip: row.opt_text(3)?,
         user_agent: row.opt_text(4)?,
     })

@@ -1,8 +1,8 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{batch, rows, with_pool, Db, Repo, RepoResult};
-use crate::domain::User;
+use super::{batch, events::insert_event, rows, with_pool, Db, Repo, RepoResult};
+use crate::domain::{NewEvent, User};
 
 /// A session to open, with the hash of its first refresh token (generation 0).
 #[derive(Debug)]
@@ -67,10 +67,11 @@ pub(super) const SESSION_USER: &str =
      WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND u.disabled_at IS NULL";
 
 impl Repo {
-    /// Opens a session and stores its first refresh token: one statement, whose trigger
-    /// records the token in `refresh_tokens`, so both happen or neither.
-    pub async fn create_session(&self, s: &NewSession<'_>) -> RepoResult<()> {
+    /// Opens a session and stores its first refresh token (one statement, whose trigger
+    /// records the token in `refresh_tokens`), and records `event`, in one transaction.
+    pub async fn create_session(&self, s: &NewSession<'_>, event: &NewEvent<'_>) -> RepoResult<()> {
         with_pool!(self.db(), pool => {
+            let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO sessions (id, user_id, generation, token_hash, created_at, last_used_at, \
                  rotated_at, idle_expires_at, expires_at, ip, user_agent) \
@@ -84,8 +85,10 @@ impl Repo {
             .bind(s.expires_at)
             .bind(s.ip)
             .bind(s.user_agent)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            insert_event!(&mut *tx, event);
+            tx.commit().await?;
         });
         Ok(())
     }
@@ -119,47 +122,61 @@ impl Repo {
         batch::ask(self.checks(), (session_id, user_id)).await
     }
 
-    /// Ends one session if it is live (not ended, not expired). Returns whether this call
-    /// ended it: of concurrent calls, one gets `true`.
+    /// Ends one session if it is live (not ended, not expired), recording `event` with it.
+    /// Returns whether this call ended it: of concurrent calls, one gets `true`.
     pub async fn revoke_session(
         &self,
         session_id: Uuid,
         reason: &str,
         now: DateTime<Utc>,
+        event: &NewEvent<'_>,
     ) -> RepoResult<bool> {
         let ended = with_pool!(self.db(), pool => {
-            sqlx::query(
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(
                 "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 \
                  WHERE id = $3 AND revoked_at IS NULL AND idle_expires_at > $1 AND expires_at > $1",
             )
             .bind(now)
             .bind(reason)
             .bind(session_id)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?
-            .rows_affected()
+            .rows_affected();
+            if n == 1 {
+                insert_event!(&mut *tx, event);
+            }
+            tx.commit().await?;
+            n
         });
         Ok(ended == 1)
     }
 
-    /// Ends every live session of a user; returns how many were live.
+    /// Ends every live session of a user, recording `event` if any was; returns how many.
     pub async fn revoke_user_sessions(
         &self,
         user_id: Uuid,
         reason: &str,
         now: DateTime<Utc>,
+        event: &NewEvent<'_>,
     ) -> RepoResult<u64> {
         let ended = with_pool!(self.db(), pool => {
-            sqlx::query(
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(
                 "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 \
                  WHERE user_id = $3 AND revoked_at IS NULL",
             )
             .bind(now)
             .bind(reason)
             .bind(user_id)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?
-            .rows_affected()
+            .rows_affected();
+            if n > 0 {
+                insert_event!(&mut *tx, event);
+            }
+            tx.commit().await?;
+            n
         });
         Ok(ended)
     }
@@ -198,15 +215,18 @@ impl Repo {
         })
     }
 
-    /// Ends one of the user's live sessions; `false` if the user has no such live session.
+    /// Ends one of the user's live sessions, recording `event` with it; `false` if the user
+    /// has no such live session.
     pub async fn revoke_own_session(
         &self,
         user_id: Uuid,
         session_id: Uuid,
         now: DateTime<Utc>,
+        event: &NewEvent<'_>,
     ) -> RepoResult<bool> {
         let n = with_pool!(self.db(), pool => {
-            sqlx::query(
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(
                 "UPDATE sessions SET revoked_at = $1, revoke_reason = 'revoked_by_user' \
                  WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL \
                  AND idle_expires_at > $1 AND expires_at > $1",
@@ -214,9 +234,14 @@ impl Repo {
             .bind(now)
             .bind(session_id)
             .bind(user_id)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?
-            .rows_affected()
+            .rows_affected();
+            if n == 1 {
+                insert_event!(&mut *tx, event);
+            }
+            tx.commit().await?;
+            n
         });
         Ok(n == 1)
     }
@@ -225,25 +250,12 @@ impl Repo {
     /// foreign key cascades), in batches so that no statement holds the database for long.
     /// Returns how many sessions went.
     pub async fn prune_sessions(&self, before: DateTime<Utc>) -> RepoResult<u64> {
-        const BATCH: u64 = 1000;
-        let mut total = 0;
-        loop {
-            let n = with_pool!(self.db(), pool => {
-                sqlx::query(
-                    "DELETE FROM sessions WHERE id IN \
-                     (SELECT id FROM sessions WHERE idle_expires_at < $1 LIMIT $2)",
-                )
-                .bind(before)
-                .bind(BATCH as i64)
-                .execute(pool)
-                .await?
-                .rows_affected()
-            });
-            total += n;
-            if n < BATCH {
-                return Ok(total);
-            }
-        }
+        self.delete_in_batches(
+            "DELETE FROM sessions WHERE id IN \
+             (SELECT id FROM sessions WHERE idle_expires_at < $1 LIMIT $2)",
+            before,
+        )
+        .await
     }
 }
 

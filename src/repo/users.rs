@@ -2,10 +2,11 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
+    events::insert_event,
     rows::{self, USER_COLUMNS},
     with_pool, Repo, RepoResult,
 };
-use crate::domain::User;
+use crate::domain::{NewEvent, User};
 
 /// A user to insert; the password is already hashed.
 #[derive(Debug)]
@@ -137,8 +138,8 @@ impl Repo {
         })
     }
 
-    /// In one transaction: replaces the password hash (if it is still `old_hash`) and ends
-    /// every live session of the user but `keep`. `false` when the hash changed meanwhile.
+    /// In one transaction: replaces the password hash (if it is still `old_hash`), ends
+    /// every live session of the user but `keep`, and records `event`. `false` when the hash changed meanwhile.
     pub async fn change_password(
         &self,
         user_id: Uuid,
@@ -146,6 +147,7 @@ impl Repo {
         new_hash: &str,
         keep: Uuid,
         now: DateTime<Utc>,
+        event: &NewEvent<'_>,
     ) -> RepoResult<bool> {
         with_pool!(self.db(), pool => {
             let mut tx = pool.begin().await?;
@@ -170,6 +172,7 @@ impl Repo {
             .bind(keep)
             .execute(&mut *tx)
             .await?;
+            insert_event!(&mut *tx, event);
             tx.commit().await?;
             Ok(true)
         })

@@ -313,3 +313,134 @@ async fn deleting_the_account_takes_its_password_and_removes_everything_of_it() 
         StatusCode::CREATED
     );
 }
+
+async fn events(app: &TestApp, credential: &str, query: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(&format!("/users/me/events{query}")))
+        .bearer_auth(credential)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_audit_trail_records_each_change_newest_first_a_page_at_a_time() {
+    let app = spawn_app().await;
+    let (name, pair) = app.new_session().await;
+    let (access, _) = tokens(&pair);
+    // A failed login, a second session, a reuse of its refresh token, a key made and revoked,
+    // the second session ended, a password change.
+    let r = app
+        .client
+        .post(app.url("/token"))
+        .header(header::USER_AGENT, "attacker/0.1")
+        .form(&[
+            ("username", name.as_str()),
+            ("password", "wrong-password-1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let second = app.login(&name, PASSWORD).await;
+    let (_, second_refresh) = tokens(&second);
+    assert_eq!(app.refresh(&second_refresh).await.status(), StatusCode::OK);
+    app.clock.advance(std::time::Duration::from_secs(60));
+    assert_eq!(
+        app.refresh(&second_refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let created: Value = send_json(
+        &app,
+        reqwest::Method::POST,
+        "/users/me/api-keys",
+        &access,
+        &json!({"name": "k"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = created["id"].as_str().unwrap();
+    let r = app
+        .client
+        .delete(app.url(&format!("/users/me/api-keys/{id}")))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = send_json(
+        &app,
+        reqwest::Method::POST,
+        "/users/me/password",
+        &access,
+        &json!({"current_password": PASSWORD, "new_password": "a brand new passphrase 9"}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.logout_bearer(&access).await.status(),
+        StatusCode::NO_CONTENT
+    );
+
+    // The access token is gone; a new session reads the trail.
+    let fresh = app.login(&name, "a brand new passphrase 9").await;
+    let (fresh_access, _) = tokens(&fresh);
+    let all: Value = events(&app, &fresh_access, "").await.json().await.unwrap();
+    let types: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "login_succeeded",
+            "logout",
+            "password_changed",
+            "api_key_revoked",
+            "api_key_created",
+            "refresh_reuse_detected",
+            "login_succeeded",
+            "login_failed",
+            "login_succeeded",
+        ]
+    );
+    let failed = &all[7];
+    assert_eq!(failed["ip"], "127.0.0.1");
+    assert_eq!(failed["user_agent"], "attacker/0.1");
+    assert!(failed["at"].is_string() && failed["id"].is_string());
+
+    // Pages: three, then the next three below the last id, and so on.
+    let page: Value = events(&app, &fresh_access, "?limit=3")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page.as_array().unwrap().len(), 3);
+    assert_eq!(page[0], all[0]);
+    let last = page[2]["id"].as_str().unwrap();
+    let next: Value = events(&app, &fresh_access, &format!("?limit=3&before={last}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(next[0], all[3]);
+    for bad in ["?limit=0", "?limit=101", "?limit=x", "?before=nope"] {
+        let r = events(&app, &fresh_access, bad).await;
+        assert_error(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    }
+
+    // Another user sees none of it.
+    let (_, other) = app.new_session().await;
+    let (other_access, _) = tokens(&other);
+    let theirs: Value = events(&app, &other_access, "").await.json().await.unwrap();
+    assert_eq!(theirs.as_array().unwrap().len(), 1, "only their own login");
+
+    // Events older than the retention (90 days) go at housekeeping.
+    app.clock
+        .advance(std::time::Duration::from_secs(91 * 24 * 3600));
+    assert!(app.auth.housekeeping().await.unwrap().events >= 10);
+}

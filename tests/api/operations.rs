@@ -116,11 +116,7 @@ async fn unknown_paths_and_methods_answer_in_the_error_shape() {
     )
     .await;
     assert_error(
-        app.client
-            .delete(app.url("/users/me"))
-            .send()
-            .await
-            .unwrap(),
+        app.client.put(app.url("/users/me")).send().await.unwrap(),
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
     )

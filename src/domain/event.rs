@@ -1,0 +1,53 @@
+//! The account's audit trail: what happened to an account, when, and from where.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// What an event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    LoginSucceeded,
+    LoginFailed,
+    RefreshReuseDetected,
+    Logout,
+    PasswordChanged,
+    ApiKeyCreated,
+    ApiKeyRevoked,
+    SessionRevoked,
+}
+
+impl EventKind {
+    /// The stable name clients see (`type`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::LoginSucceeded => "login_succeeded",
+            EventKind::LoginFailed => "login_failed",
+            EventKind::RefreshReuseDetected => "refresh_reuse_detected",
+            EventKind::Logout => "logout",
+            EventKind::PasswordChanged => "password_changed",
+            EventKind::ApiKeyCreated => "api_key_created",
+            EventKind::ApiKeyRevoked => "api_key_revoked",
+            EventKind::SessionRevoked => "session_revoked",
+        }
+    }
+}
+
+/// An event to record, with the client that caused it (none for the server's own doing).
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    pub user_id: Uuid,
+    pub kind: EventKind,
+    pub at: DateTime<Utc>,
+    pub ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
+/// A recorded event, as its user sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: Uuid,
+    pub kind: String,
+    pub at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
