@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::{
     auth::{
         api_key::{self, ApiKey},
+        csrf::{CsrfKey, CSRF_KEY_NAME},
         device::{Device, DeviceKey, DEVICE_KEY_NAME},
         jwt::TokenError,
         password::Verdict,
@@ -67,6 +68,8 @@ pub struct TokenPair {
     pub refresh_token: String,
     /// Seconds until the refresh token expires if unused.
     pub refresh_expires_in: i64,
+    /// The session's CSRF token, for a browser that keeps the refresh token in a cookie.
+    pub csrf_token: String,
 }
 
 impl std::fmt::Debug for TokenPair {
@@ -152,6 +155,9 @@ pub enum Error {
     /// The credential is valid but may not do this (an API key managing credentials).
     #[error("a session is required")]
     SessionRequired,
+    /// A refresh cookie without its session's CSRF token.
+    #[error("CSRF token missing or wrong")]
+    CsrfRefused,
     /// Password hashing is at capacity.
     #[error("password hashing overloaded")]
     Overloaded,
@@ -239,6 +245,7 @@ struct Inner {
     keys: TokenKeys,
     derivation_key: DerivationKey,
     device_key: DeviceKey,
+    csrf_key: CsrfKey,
     pseudonyms: PseudonymKey,
     policy: TokenPolicy,
     clock: Arc<dyn Clock>,
@@ -278,6 +285,9 @@ impl AuthService {
         let pseudonyms = vault
             .server_secret(PSEUDONYM_KEY_NAME, random_key(), now)
             .await?;
+        let csrf_key = vault
+            .server_secret(CSRF_KEY_NAME, random_key(), now)
+            .await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 repo,
@@ -285,6 +295,7 @@ impl AuthService {
                 keys,
                 derivation_key: DerivationKey::from_bytes(&derivation_key)?,
                 device_key: DeviceKey::from_bytes(&device_key)?,
+                csrf_key: CsrfKey::from_bytes(&csrf_key)?,
                 pseudonyms: PseudonymKey::from_bytes(&pseudonyms)?,
                 policy: TokenPolicy::from_config(config),
                 clock,
@@ -520,6 +531,7 @@ impl AuthService {
         &self,
         presented: &str,
         client: &ClientInfo,
+        csrf: Option<&str>,
     ) -> Result<RefreshOutcome, Error> {
         let Some(token) = RefreshToken::parse(presented) else {
             return Ok(RefreshOutcome::Unknown);
@@ -529,6 +541,7 @@ impl AuthService {
         let Some(record) = self.inner.repo.find_refresh(&hash).await? else {
             return Ok(RefreshOutcome::Unknown);
         };
+        self.check_csrf(record.session_id, csrf)?;
         let child = token.child(&self.inner.derivation_key);
         let mut record = record;
         let mut judgement = self.judge(&record, now);
@@ -598,6 +611,7 @@ impl AuthService {
         &self,
         presented: &str,
         client: &ClientInfo,
+        csrf: Option<&str>,
     ) -> Result<(), Error> {
         let token = RefreshToken::parse(presented).ok_or(Error::RefreshTokenRefused)?;
         let record = self
@@ -606,6 +620,7 @@ impl AuthService {
             .find_refresh(&token.hash())
             .await?
             .ok_or(Error::RefreshTokenRefused)?;
+        self.check_csrf(record.session_id, csrf)?;
         if !self
             .revoke(record.user_id, record.session_id, client)
             .await?
@@ -923,6 +938,17 @@ impl AuthService {
         Ok(())
     }
 
+    /// For a refresh token that came in a cookie (`csrf` is then the `X-CSRF-Token` header,
+    /// `Some("")` when absent): the session's CSRF token must match.
+    fn check_csrf(&self, session_id: Uuid, csrf: Option<&str>) -> Result<(), Error> {
+        match csrf {
+            Some(presented) if !self.inner.csrf_key.verify(session_id, presented) => {
+                Err(Error::CsrfRefused)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Checks an access token and that its session is still live.
     async fn authenticate_access_token(&self, access_token: &str) -> Result<Authenticated, Error> {
         let claims = self
@@ -973,6 +999,7 @@ impl AuthService {
             expires_in: (exp - now).num_seconds().max(0),
             refresh_token: refresh.encode(),
             refresh_expires_in: (idle_expires_at - now).num_seconds().max(0),
+            csrf_token: self.inner.csrf_key.token(session.session_id),
         })
     }
 }

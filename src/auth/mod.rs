@@ -4,6 +4,7 @@
 //! logs. Nothing here knows HTTP or the service that uses it.
 
 pub mod api_key;
+pub mod csrf;
 pub mod device;
 pub mod jwt;
 pub mod password;

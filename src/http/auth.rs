@@ -1,15 +1,24 @@
 //! JSON token endpoints under `/auth`: login, refresh, logout, logout-all.
+//!
+//! Cookie mode for browsers: `POST /auth/login?mode=cookie` answers with the access token
+//! and the session's `csrf_token` in the body and the refresh token in the `authd_refresh`
+//! cookie (HttpOnly, SameSite=Strict, `Path=/auth`), where scripts cannot read it. Then
+//! `/auth/refresh` and `/auth/logout` without a refresh token in the body use the cookie,
+//! and only with `X-CSRF-Token` set to that `csrf_token` (else `403`). A cookie-mode refresh
+//! answers in the same shape and rotates the cookie; logout deletes it.
+
+use std::collections::HashMap;
 
 use axum::{
     body::Bytes,
-    extract::{rejection::BytesRejection, State},
+    extract::{rejection::BytesRejection, Query, State},
     http::{HeaderMap, StatusCode},
-    response::Response,
+    response::{IntoResponse, Response},
     routing::post,
     Router,
 };
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{
     device::DeviceCookie,
@@ -20,9 +29,11 @@ use super::{
     ClientInfo,
 };
 use crate::{
-    service::{AuthService, Credential},
+    service::{AuthService, Credential, TokenPair},
     state::AppState,
 };
+
+const X_CSRF_TOKEN: &str = "x-csrf-token";
 
 /// Login and refresh: rate-limited with the other credential endpoints.
 pub fn credential_router() -> Router<AppState> {
@@ -53,8 +64,18 @@ async fn login(
     State(auth): State<AuthService>,
     client: ClientInfo,
     device: DeviceCookie,
+    Query(query): Query<HashMap<String, String>>,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Response, OAuthError> {
+    let cookie_mode = match query.get("mode").map(String::as_str) {
+        None | Some("token") => false,
+        Some("cookie") => true,
+        Some(_) => {
+            return Err(OAuthError::InvalidRequest(
+                "mode must be \"cookie\" or \"token\"".into(),
+            ))
+        }
+    };
     let username = body
         .username
         .filter(|u| !u.is_empty())
@@ -64,18 +85,101 @@ async fn login(
         .login(&username, password, client, device.value.as_deref())
         .await
         .map_err(|e| OAuthError::from_service(e, StatusCode::UNAUTHORIZED))?;
-    Ok(login_response(success, &device))
+    if !cookie_mode {
+        return Ok(login_response(success, &device));
+    }
+    let mut response = cookie_response(success.pair, &device);
+    device.set(&mut response, success.device_cookie);
+    Ok(response)
+}
+
+/// A cookie-mode answer: everything but the refresh token in the body (with the session's
+/// CSRF token), the refresh token in its cookie; never cached.
+#[derive(Serialize)]
+struct CookieModeResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+    refresh_expires_in: i64,
+    csrf_token: String,
+}
+
+fn cookie_response(pair: TokenPair, cookies: &DeviceCookie) -> Response {
+    let mut response = ApiJson(CookieModeResponse {
+        access_token: pair.access_token,
+        token_type: "bearer",
+        expires_in: pair.expires_in,
+        refresh_expires_in: pair.refresh_expires_in,
+        csrf_token: pair.csrf_token,
+    })
+    .into_response();
+    super::error::no_store(&mut response);
+    cookies.set_refresh(
+        &mut response,
+        Some((pair.refresh_token, pair.refresh_expires_in)),
+    );
+    response
+}
+
+/// The refresh token of a request: from a JSON body, or else from the cookie, with the
+/// `X-CSRF-Token` header (empty when absent, which no session's token matches).
+enum Presented {
+    Body(String),
+    Cookie { token: String, csrf: String },
+}
+
+fn presented_refresh(
+    headers: &HeaderMap,
+    cookies: &DeviceCookie,
+    body: &Bytes,
+) -> Result<Option<Presented>, ApiError> {
+    if !body.is_empty() {
+        if !has_content_type(headers, is_json) {
+            return Err(ApiError::UnsupportedMediaType(
+                "expected Content-Type: application/json",
+            ));
+        }
+        if let Some(token) = parse_json::<RefreshBody>(body)?.refresh_token {
+            return Ok(Some(Presented::Body(token)));
+        }
+    }
+    Ok(cookies.refresh.clone().map(|token| Presented::Cookie {
+        token,
+        csrf: headers
+            .get(X_CSRF_TOKEN)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+    }))
 }
 
 #[tracing::instrument(name = "refresh", skip_all)]
 async fn refresh(
     State(auth): State<AuthService>,
     client: ClientInfo,
-    ApiJson(body): ApiJson<RefreshBody>,
+    cookies: DeviceCookie,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OAuthError> {
-    let presented = body.refresh_token.ok_or_else(|| missing("refresh_token"))?;
-    let pair = refreshed(&auth, &presented, &client, StatusCode::UNAUTHORIZED).await?;
-    Ok(token_response(pair))
+    let body = body.map_err(|r| body_error(&r))?;
+    match presented_refresh(&headers, &cookies, &body)? {
+        Some(Presented::Body(token)) => {
+            let pair = refreshed(&auth, &token, &client, None, StatusCode::UNAUTHORIZED).await?;
+            Ok(token_response(pair))
+        }
+        Some(Presented::Cookie { token, csrf }) => {
+            let pair = refreshed(
+                &auth,
+                &token,
+                &client,
+                Some(&csrf),
+                StatusCode::UNAUTHORIZED,
+            )
+            .await?;
+            Ok(cookie_response(pair, &cookies))
+        }
+        None => Err(missing("refresh_token")),
+    }
 }
 
 /// Ends the session named by a refresh token in a JSON body, or else by the Bearer access token.
@@ -83,22 +187,28 @@ async fn refresh(
 async fn logout(
     State(auth): State<AuthService>,
     client: ClientInfo,
+    cookies: DeviceCookie,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<StatusCode, OAuthError> {
+) -> Result<Response, OAuthError> {
     let body = body.map_err(|r| body_error(&r))?;
-    if !body.is_empty() {
-        if !has_content_type(&headers, is_json) {
-            return Err(
-                ApiError::UnsupportedMediaType("expected Content-Type: application/json").into(),
-            );
-        }
-        if let Some(presented) = parse_json::<RefreshBody>(&body)?.refresh_token {
-            auth.logout_with_refresh(&presented, &client)
+    let refused = |e| OAuthError::from_service(e, StatusCode::UNAUTHORIZED);
+    match presented_refresh(&headers, &cookies, &body)? {
+        Some(Presented::Body(token)) => {
+            auth.logout_with_refresh(&token, &client, None)
                 .await
-                .map_err(|e| OAuthError::from_service(e, StatusCode::UNAUTHORIZED))?;
-            return Ok(StatusCode::NO_CONTENT);
+                .map_err(refused)?;
+            return Ok(StatusCode::NO_CONTENT.into_response());
         }
+        Some(Presented::Cookie { token, csrf }) => {
+            auth.logout_with_refresh(&token, &client, Some(&csrf))
+                .await
+                .map_err(refused)?;
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            cookies.set_refresh(&mut response, None);
+            return Ok(response);
+        }
+        None => {}
     }
     let token = require_bearer(&headers)?;
     let found = auth.authenticate(token).await.map_err(ApiError::from)?;
@@ -108,7 +218,7 @@ async fn logout(
     auth.end_session(found.user.id, session_id, &client)
         .await
         .map_err(ApiError::from)?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[tracing::instrument(name = "logout_all", skip_all)]

@@ -1,6 +1,8 @@
-//! The `authd_device` cookie on the HTTP side: read from a login request, and set on a
-//! successful login's answer (HttpOnly, SameSite=Strict, `Path=/`, a year long; `Secure`
-//! unless the client talks plain HTTP to authd over loopback, as in local development).
+//! authd's cookies on the HTTP side: `authd_device`, read from a login request and set on a
+//! successful login's answer (HttpOnly, SameSite=Strict, `Path=/`, a year long), and the
+//! cookie-mode refresh token `authd_refresh` (HttpOnly, SameSite=Strict, `Path=/auth`, as
+//! long as the refresh token). Both are `Secure` unless the client talks plain HTTP to
+//! authd over loopback, as in local development.
 
 use axum::{
     extract::FromRequestParts,
@@ -12,12 +14,15 @@ use cookie::{Cookie, SameSite};
 use super::clients::peer_ip;
 
 pub const DEVICE_COOKIE: &str = "authd_device";
+pub const REFRESH_COOKIE: &str = "authd_refresh";
 const LIFETIME_DAYS: i64 = 365;
 
-/// The device cookie a login request carried, and how an answer must set it.
+/// The device cookie a login request carried, the refresh cookie a refresh or logout
+/// carried, and how an answer must set them.
 #[derive(Debug)]
 pub struct DeviceCookie {
     pub value: Option<String>,
+    pub refresh: Option<String>,
     secure: bool,
 }
 
@@ -27,20 +32,40 @@ impl<S: Send + Sync> FromRequestParts<S> for DeviceCookie {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let peer = peer_ip(&parts.extensions).to_canonical();
         Ok(Self {
-            value: read(&parts.headers),
+            value: read(&parts.headers, DEVICE_COOKIE),
+            refresh: read(&parts.headers, REFRESH_COOKIE),
             secure: !peer.is_loopback() || forwarded_https(&parts.headers),
         })
     }
 }
 
 impl DeviceCookie {
-    /// Adds the `Set-Cookie` of `value` to `response`.
+    /// Adds the `Set-Cookie` of the device cookie `value` to `response`.
     pub fn set(&self, response: &mut Response, value: String) {
-        let cookie = Cookie::build((DEVICE_COOKIE, value))
+        let lifetime = cookie::time::Duration::days(LIFETIME_DAYS);
+        self.set_cookie(response, DEVICE_COOKIE, value, "/", lifetime);
+    }
+
+    /// Sets the refresh cookie to `value` for `seconds`; `None` deletes it.
+    pub fn set_refresh(&self, response: &mut Response, value: Option<(String, i64)>) {
+        let (value, seconds) = value.unwrap_or_default();
+        let lifetime = cookie::time::Duration::seconds(seconds);
+        self.set_cookie(response, REFRESH_COOKIE, value, "/auth", lifetime);
+    }
+
+    fn set_cookie(
+        &self,
+        response: &mut Response,
+        name: &'static str,
+        value: String,
+        path: &'static str,
+        lifetime: cookie::time::Duration,
+    ) {
+        let cookie = Cookie::build((name, value))
             .http_only(true)
             .same_site(SameSite::Strict)
-            .path("/")
-            .max_age(cookie::time::Duration::days(LIFETIME_DAYS))
+            .path(path)
+            .max_age(lifetime)
             .secure(self.secure)
             .build();
         if let Ok(header) = HeaderValue::from_str(&cookie.to_string()) {
@@ -49,15 +74,15 @@ impl DeviceCookie {
     }
 }
 
-/// The first `authd_device` value among the request's `Cookie` headers.
-fn read(headers: &HeaderMap) -> Option<String> {
+/// The first value of the cookie `name` among the request's `Cookie` headers.
+fn read(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(Cookie::split_parse)
         .filter_map(Result::ok)
-        .find(|c| c.name() == DEVICE_COOKIE)
+        .find(|c| c.name() == name)
         .map(|c| c.value().to_owned())
 }
 
@@ -82,12 +107,12 @@ mod tests {
             header::COOKIE,
             "theme=dark; authd_device=abc.def.alice".parse().unwrap(),
         );
-        assert_eq!(read(&h).as_deref(), Some("abc.def.alice"));
+        assert_eq!(read(&h, DEVICE_COOKIE).as_deref(), Some("abc.def.alice"));
         let mut h = HeaderMap::new();
         h.append(header::COOKIE, "theme=dark".parse().unwrap());
         h.append(header::COOKIE, "authd_device=x.y.z".parse().unwrap());
-        assert_eq!(read(&h).as_deref(), Some("x.y.z"));
-        assert_eq!(read(&HeaderMap::new()), None);
+        assert_eq!(read(&h, DEVICE_COOKIE).as_deref(), Some("x.y.z"));
+        assert_eq!(read(&HeaderMap::new(), DEVICE_COOKIE), None);
     }
 
     #[test]
@@ -95,6 +120,7 @@ mod tests {
         let mut response = Response::new(axum::body::Body::empty());
         DeviceCookie {
             value: None,
+            refresh: None,
             secure: true,
         }
         .set(&mut response, "v.t.alice".into());
@@ -112,6 +138,7 @@ mod tests {
         let mut response = Response::new(axum::body::Body::empty());
         DeviceCookie {
             value: None,
+            refresh: None,
             secure: false,
         }
         .set(&mut response, "v".into());

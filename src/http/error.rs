@@ -196,6 +196,9 @@ impl From<service::Error> for ApiError {
             E::EmailTaken => ApiError::EmailTaken,
             E::NotFound => ApiError::NotFound,
             E::SessionRequired => ApiError::Forbidden(SESSION_REQUIRED),
+            E::CsrfRefused => ApiError::Forbidden(
+                "a refresh token from a cookie needs the session's X-CSRF-Token header",
+            ),
             E::Overloaded => ApiError::Overloaded,
             E::Unavailable(cause) => ApiError::Unavailable(Some(cause.into())),
             E::Internal(e) => ApiError::Internal(e),

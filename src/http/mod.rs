@@ -90,6 +90,7 @@ fn cors(origins: &[HeaderValue]) -> Option<CorsLayer> {
                 header::CONTENT_TYPE,
                 REQUEST_ID,
                 header::HeaderName::from_static("x-api-key"),
+                header::HeaderName::from_static("x-csrf-token"),
             ])
             .expose_headers([REQUEST_ID, header::RETRY_AFTER, header::WWW_AUTHENTICATE])
             .max_age(Duration::from_secs(600)),

@@ -59,7 +59,14 @@ async fn token(
         "refresh_token" => {
             let refresh_token = required(&mut params, "refresh_token")?;
             // RFC 6749 §5.2: a bad refresh token at the token endpoint is a 400 invalid_grant.
-            let pair = refreshed(&auth, &refresh_token, &client, StatusCode::BAD_REQUEST).await?;
+            let pair = refreshed(
+                &auth,
+                &refresh_token,
+                &client,
+                None,
+                StatusCode::BAD_REQUEST,
+            )
+            .await?;
             Ok(token_response(pair))
         }
         other => Err(OAuthError::UnsupportedGrantType(
@@ -103,9 +110,10 @@ pub(super) async fn refreshed(
     auth: &AuthService,
     presented: &str,
     client: &ClientInfo,
+    csrf: Option<&str>,
     status: StatusCode,
 ) -> Result<TokenPair, OAuthError> {
-    match auth.refresh(presented, client).await {
+    match auth.refresh(presented, client, csrf).await {
         Ok(RefreshOutcome::Rotated(pair) | RefreshOutcome::Grace(pair)) => Ok(pair),
         Ok(
             RefreshOutcome::Reused

@@ -7,6 +7,7 @@ mod abuse;
 mod account;
 mod api_keys;
 mod bad_tokens;
+mod cookie_mode;
 mod faults;
 mod hardening;
 mod load;
