@@ -2,8 +2,9 @@
 //!
 //! A request flows one way: [`http`] handler → [`service`] logic → [`repo`] → database.
 //! [`auth`] holds the credential code the service uses, [`domain`] the parsed types every
-//! layer shares.
+//! layer shares. [`admin`] has the operator's commands (`authd users ...`).
 
+pub mod admin;
 pub mod auth;
 pub mod clock;
 pub mod config;

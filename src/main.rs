@@ -38,6 +38,7 @@ fn release_startup_memory() {
 fn release_startup_memory() {}
 
 use authd::{
+    admin,
     config::{self, Config, Settings},
     startup, telemetry,
 };
@@ -69,6 +70,27 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Manage accounts (no server needs to run).
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// One line per user: id, username, e-mail, created, and "disabled" if so.
+    List,
+    /// One user's details, and how many live sessions and API keys it has.
+    Show { username: String },
+    /// Refuse the user's logins, tokens and API keys from the next request on.
+    Disable { username: String },
+    /// Let a disabled user in again.
+    Enable { username: String },
+    /// End every session and revoke every API key of the user.
+    Revoke { username: String },
+    /// Delete the user, with its sessions, tokens and API keys.
+    Delete { username: String },
 }
 
 #[derive(Subcommand)]
@@ -123,6 +145,24 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Healthcheck => startup::healthcheck(config.addr).await,
+            Command::Users { command } => {
+                let said = match command {
+                    UsersCommand::List => admin::list(&config).await?.join("\n"),
+                    UsersCommand::Show { username } => admin::show(&config, &username).await?,
+                    UsersCommand::Disable { username } => {
+                        admin::set_disabled(&config, &username, true).await?
+                    }
+                    UsersCommand::Enable { username } => {
+                        admin::set_disabled(&config, &username, false).await?
+                    }
+                    UsersCommand::Revoke { username } => admin::revoke(&config, &username).await?,
+                    UsersCommand::Delete { username } => admin::delete(&config, &username).await?,
+                };
+                if !said.is_empty() {
+                    println!("{said}");
+                }
+                Ok(())
+            }
             Command::Keys {
                 command: KeysCommand::Rekey { new_key_file },
             } => {

@@ -190,6 +190,75 @@ impl Repo {
         });
         Ok(n == 1)
     }
+
+    /// Users for `authd users list`: name order, after `after`, at most `limit`, with when
+    /// each was disabled.
+    pub async fn list_users(
+        &self,
+        after: &str,
+        limit: u32,
+    ) -> RepoResult<Vec<(User, Option<DateTime<Utc>>)>> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS}, password_hash, disabled_at FROM users \
+             WHERE username_normalized > $1 ORDER BY username_normalized LIMIT $2"
+        );
+        with_pool!(self.db(), pool => {
+            sqlx::query(&sql)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|row| rows::credentials(row).map(|c| (c.user, c.disabled_at)))
+                .collect()
+        })
+    }
+
+    /// Disables (`Some(now)`) or enables (`None`) an account; `false` if there is no such
+    /// user. A disabled account's tokens and keys are refused at the next request (the
+    /// checks join the user).
+    pub async fn set_disabled(&self, user_id: Uuid, at: Option<DateTime<Utc>>) -> RepoResult<bool> {
+        let n = with_pool!(self.db(), pool => {
+            sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2")
+                .bind(at)
+                .bind(user_id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Ends every live session and revokes every live API key of a user, in one
+    /// transaction; returns how many of each.
+    pub async fn revoke_everything(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> RepoResult<(u64, u64)> {
+        with_pool!(self.db(), pool => {
+            let mut tx = pool.begin().await?;
+            let sessions = sqlx::query(
+                "UPDATE sessions SET revoked_at = $1, revoke_reason = 'revoked_by_operator' \
+                 WHERE user_id = $2 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let keys = sqlx::query(
+                "UPDATE api_keys SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            Ok((sessions, keys))
+        })
+    }
 }
 
 /// A user's editable fields, as they are to be stored.

@@ -533,3 +533,68 @@ async fn refused_logins_are_logged_with_the_client_ip_and_a_keyed_hash_of_the_na
     assert_eq!(tag(throttled[0]), sprayed);
     assert_ne!(tag(failed[5]), sprayed, "another name, another tag");
 }
+
+#[tokio::test]
+async fn an_operator_lists_disables_revokes_and_deletes_users_from_the_cli() {
+    let app = spawn_app().await;
+    let (name, pair) = app.new_session().await;
+    let (access, _) = tokens(&pair);
+    let key: Value = app
+        .client
+        .post(app.url("/users/me/api-keys"))
+        .bearer_auth(&access)
+        .json(&json!({"name": "k"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = key["key"].as_str().unwrap().to_owned();
+    let url = app.db.url.clone();
+    let users = move |args: &[&str]| {
+        let out = authd()
+            .env("DATABASE_URL", &url)
+            .arg("users")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (ok, listed, _) = users(&["list"]);
+    assert!(ok && listed.contains(&name), "{listed}");
+    let (ok, shown, _) = users(&["show", &name.to_uppercase()]);
+    assert!(
+        ok && shown.contains("live sessions: 1") && shown.contains("live API keys: 1"),
+        "{shown}"
+    );
+
+    let (ok, said, _) = users(&["revoke", &name]);
+    assert!(
+        ok && said.contains("1 sessions ended, 1 API keys revoked"),
+        "{said}"
+    );
+    assert_eq!(app.me(&access).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.me(&key).await.status(), StatusCode::UNAUTHORIZED);
+
+    let (ok, _, _) = users(&["disable", &name]);
+    assert!(ok);
+    let login = [("username", name.as_str()), ("password", PASSWORD)];
+    assert_eq!(app.token(&login).await.status(), StatusCode::UNAUTHORIZED);
+    assert!(users(&["list"]).1.contains(" disabled"));
+    let (ok, _, _) = users(&["enable", &name]);
+    assert!(ok);
+    assert_eq!(app.token(&login).await.status(), StatusCode::OK);
+
+    let (ok, _, _) = users(&["delete", &name]);
+    assert!(ok);
+    assert_eq!(app.token(&login).await.status(), StatusCode::UNAUTHORIZED);
+    let (ok, _, err) = users(&["show", &name]);
+    assert!(!ok && err.contains("no user"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
