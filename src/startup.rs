@@ -178,6 +178,7 @@ async fn housekeeping(auth: AuthService) {
             Ok(pruned) => tracing::info!(
                 sessions = pruned.sessions,
                 attempt_counts = pruned.attempt_counts,
+                events = pruned.events,
                 "expired records deleted"
             ),
             Err(e) => tracing::warn!(error = %e, "deleting expired records failed"),

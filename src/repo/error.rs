@@ -82,6 +82,22 @@ pub(super) fn is_sqlite_busy_code(code: i32) -> bool {
     matches!(code & 0xff, SQLITE_BUSY | SQLITE_LOCKED)
 }
 
+/// SQLite's primary result codes that mean the database cannot take the statement now, but
+/// the request was fine: busy or locked, read-only (a file or volume made read-only under a
+/// running server), an I/O error, a full disk, or a file that cannot be opened. The request
+/// gets `503`; the operator's log says why.
+pub(super) fn is_sqlite_unavailable_code(code: i32) -> bool {
+    const SQLITE_READONLY: i32 = 8;
+    const SQLITE_IOERR: i32 = 10;
+    const SQLITE_FULL: i32 = 13;
+    const SQLITE_CANTOPEN: i32 = 14;
+    is_sqlite_busy_code(code)
+        || matches!(
+            code & 0xff,
+            SQLITE_READONLY | SQLITE_IOERR | SQLITE_FULL | SQLITE_CANTOPEN
+        )
+}
+
 /// PostgreSQL's "serialization failure" and "deadlock detected": the statement was aborted
 /// and changed nothing, so it may simply run again.
 const POSTGRES_ABORTED: [&str; 2] = ["40001", "40P01"];
@@ -122,7 +138,7 @@ impl From<sqlx::Error> for RepoError {
                 match code.parse::<i32>() {
                     // SQLite's codes are numbers, PostgreSQL's SQLSTATEs are not all numeric.
                     Ok(sqlite) if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() => {
-                        is_sqlite_busy_code(sqlite)
+                        is_sqlite_unavailable_code(sqlite)
                     }
                     _ => is_postgres_unavailable(&code) || POSTGRES_ABORTED.contains(&&*code),
                 }
@@ -144,7 +160,7 @@ impl From<sqlx::Error> for RepoError {
 impl From<rusqlite::Error> for RepoError {
     fn from(err: rusqlite::Error) -> Self {
         let busy = match &err {
-            rusqlite::Error::SqliteFailure(e, _) => is_sqlite_busy_code(e.extended_code),
+            rusqlite::Error::SqliteFailure(e, _) => is_sqlite_unavailable_code(e.extended_code),
             _ => false,
         };
         if busy {
@@ -208,6 +224,19 @@ mod tests {
         // SQLITE_ERROR, SQLITE_CONSTRAINT_UNIQUE, SQLITE_READONLY.
         for code in [1, 2067, 8] {
             assert!(!is_sqlite_busy_code(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_read_only_full_or_failing_sqlite_file_is_unavailable_not_a_bug() {
+        // SQLITE_READONLY, SQLITE_READONLY_DBMOVED, SQLITE_IOERR_WRITE, SQLITE_FULL,
+        // SQLITE_CANTOPEN, and busy as before.
+        for code in [8, 1032, 778, 13, 14, 5] {
+            assert!(is_sqlite_unavailable_code(code), "{code}");
+        }
+        // SQLITE_ERROR, SQLITE_CONSTRAINT_UNIQUE, SQLITE_MISMATCH: the request's own fault.
+        for code in [1, 2067, 20] {
+            assert!(!is_sqlite_unavailable_code(code), "{code}");
         }
     }
 
