@@ -3,11 +3,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
-use super::{
-    events::insert_event,
-    rows::{self, USER_COLUMNS},
-    with_pool, Repo, RepoResult,
-};
+use super::{events::insert_event, rows, with_pool, Db, Repo, RepoResult};
 use crate::domain::{NewEvent, User};
 
 /// An API key as its owner sees it in a list: never the key.
@@ -34,13 +30,22 @@ pub struct NewApiKey<'a> {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// A live key found by its hash, with its user.
+/// A key found by its hash (not revoked, its user enabled), with its user.
 #[derive(Debug, Clone)]
 pub struct KeyUser {
     pub key_id: Uuid,
     pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
     pub user: User,
 }
+
+/// A key by hash, unless revoked or its user disabled: `k.id, k.last_used_at, k.expires_at`,
+/// then the user's columns ([`rows::key_user`]). Expiry is judged by the caller, so that the
+/// statement binds nothing but the hash on either driver.
+pub(super) const KEY_USER: &str =
+    "SELECT k.id, k.last_used_at, k.expires_at, u.id, u.username, u.email, u.full_name, u.created_at \
+     FROM api_keys k JOIN users u ON u.id = k.user_id \
+     WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND u.disabled_at IS NULL";
 
 /// The columns [`rows::api_key_info`] reads.
 const INFO_COLUMNS: &str = "id, name, prefix, created_at, last_used_at, expires_at";
@@ -128,31 +133,23 @@ impl Repo {
     }
 
     /// The live key with this hash and its enabled user; read on every request that presents
-    /// a key, so that a revocation holds at once on every replica.
+    /// a key, so that a revocation holds at once on every replica. On SQLite it is read on
+    /// the calling thread through a direct connection, as the session checks are.
     pub async fn api_key_user(
         &self,
         key_hash: &[u8],
         now: DateTime<Utc>,
     ) -> RepoResult<Option<KeyUser>> {
-        let columns = USER_COLUMNS
-            .split(", ")
-            .map(|c| format!("u.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "SELECT k.id, k.last_used_at, {columns} FROM api_keys k JOIN users u ON u.id = k.user_id \
-             WHERE k.key_hash = $1 AND k.revoked_at IS NULL \
-             AND (k.expires_at IS NULL OR k.expires_at > $2) AND u.disabled_at IS NULL"
-        );
-        with_pool!(self.db(), pool => {
-            sqlx::query(&sql)
+        let found = match self.db() {
+            Db::Sqlite(_) => self.sqlite_readers().api_key_user(key_hash)?,
+            Db::Postgres(pool) => sqlx::query(KEY_USER)
                 .bind(key_hash)
-                .bind(now)
                 .fetch_optional(pool)
                 .await?
                 .map(|row| rows::key_user(&row))
-                .transpose()
-        })
+                .transpose()?,
+        };
+        Ok(found.filter(|key| key.expires_at.is_none_or(|at| at > now)))
     }
 
     /// Records a use of the key, at most once per [`LAST_USED_PRECISION`].

@@ -178,12 +178,13 @@ pub(super) fn api_key_info(row: &impl Columns) -> RepoResult<ApiKeyInfo> {
     })
 }
 
-/// `k.id, k.last_used_at`, then [`USER_COLUMNS`]: a live API key and its user.
+/// `k.id, k.last_used_at, k.expires_at`, then [`USER_COLUMNS`]: an API key and its user.
 pub(super) fn key_user(row: &impl Columns) -> RepoResult<KeyUser> {
     Ok(KeyUser {
         key_id: row.uuid(0)?,
         last_used_at: row.opt_time(1)?,
-        user: user(row, 2)?,
+        expires_at: row.opt_time(2)?,
+        user: user(row, 3)?,
     })
 }
 

@@ -18,6 +18,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use uuid::Uuid;
 
 use super::{
+    api_keys::{KeyUser, KEY_USER},
     rows,
     sessions::{FIND_REFRESH, SESSION_USER},
     RefreshRecord, RepoResult,
@@ -104,6 +105,16 @@ impl SqliteReaders {
         let mut statement = conn.prepare_cached(FIND_REFRESH)?;
         statement
             .query_row([token_hash], |row| Ok(rows::refresh_record(row)))
+            .optional()?
+            .transpose()
+    }
+
+    /// An API key by hash, with its user ([`KEY_USER`]).
+    pub fn api_key_user(&self, key_hash: &[u8]) -> RepoResult<Option<KeyUser>> {
+        let conn = self.connection();
+        let mut statement = conn.prepare_cached(KEY_USER)?;
+        statement
+            .query_row([key_hash], |row| Ok(rows::key_user(row)))
             .optional()?
             .transpose()
     }
