@@ -6,7 +6,8 @@
 #
 #   usage: bench/ab.sh LABEL=BINARY [LABEL=BINARY ...]
 #   env:   ROUNDS (3), DURATION (6), WARMUP (2), C_ME (32), BENCH_DIR (../shared/bench),
-#          SCENARIO (me | login | refresh; refresh uses bench/refresh.lua chains)
+#          SCENARIO (me | me-key | login | refresh; me-key: /users/me with an API key;
+#          refresh uses bench/refresh.lua chains)
 set -euo pipefail
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,9 +35,15 @@ one() {
     curl -sf -o /dev/null -X POST "$BASE/users" -H 'Content-Type: application/json' \
         -d "{\"username\": \"loadtest\", \"password\": \"$PASSWORD\"}"
     case $SCENARIO in
-        me)
+        me|me-key)
             token=$(curl -sf -X POST "$BASE/token" -d username=loadtest --data-urlencode "password=$PASSWORD" \
                 | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+            if [ "$SCENARIO" = me-key ]; then
+                # The same requests with an API key as the Bearer credential.
+                token=$(curl -sf -X POST "$BASE/users/me/api-keys" -H "Authorization: Bearer $token" \
+                    -H 'Content-Type: application/json' -d '{"name": "bench"}' \
+                    | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
+            fi
             TOKEN=$token BENCH_LUA_DIR="$BENCH/lua" taskset -c 1 \
                 wrk -t1 -c"${C_ME:-32}" -d"${WARMUP:-2}s" -s "$BENCH/lua/me.lua" "$BASE" >/dev/null
             line=$(TOKEN=$token BENCH_LUA_DIR="$BENCH/lua" taskset -c 1 \

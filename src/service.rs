@@ -699,7 +699,7 @@ impl AuthService {
         let found = self
             .inner
             .repo
-            .api_key_user(&hash, now)
+            .api_key_user(hash, now)
             .await?
             .ok_or(Error::AccessTokenRefused(TokenRefusal::Invalid))?;
         if found

@@ -3,7 +3,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
-use super::{events::insert_event, rows, with_pool, Db, Repo, RepoResult};
+use super::{batch, events::insert_event, rows, with_pool, Db, Repo, RepoResult};
 use crate::domain::{NewEvent, User};
 
 /// An API key as its owner sees it in a list: never the key.
@@ -133,17 +133,17 @@ impl Repo {
     }
 
     /// The live key with this hash and its enabled user; read on every request that presents
-    /// a key, so that a revocation holds at once on every replica. On SQLite it is read on
-    /// the calling thread through a direct connection, as the session checks are.
+    /// a key, so that a revocation holds at once on every replica. On SQLite concurrent
+    /// checks are grouped onto the direct read connections, as the session checks are.
     pub async fn api_key_user(
         &self,
-        key_hash: &[u8],
+        key_hash: [u8; 32],
         now: DateTime<Utc>,
     ) -> RepoResult<Option<KeyUser>> {
         let found = match self.db() {
-            Db::Sqlite(_) => self.sqlite_readers().api_key_user(key_hash)?,
+            Db::Sqlite(_) => batch::ask(self.key_checks(), key_hash).await?,
             Db::Postgres(pool) => sqlx::query(KEY_USER)
-                .bind(key_hash)
+                .bind(&key_hash[..])
                 .fetch_optional(pool)
                 .await?
                 .map(|row| rows::key_user(&row))

@@ -14,7 +14,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use uuid::Uuid;
 
-use super::{batch, pg_checkers::PgCheckers, sqlite_reader::SqliteReaders};
+use super::{api_keys::KeyUser, batch, pg_checkers::PgCheckers, sqlite_reader::SqliteReaders};
 use crate::domain::User;
 
 /// PostgreSQL check statements in flight at once; further checks queue meanwhile and form
@@ -25,6 +25,32 @@ const PG_IN_FLIGHT: usize = 2;
 /// user, and the account is enabled.
 pub type Queue = batch::Queue<(Uuid, Uuid), Option<User>>;
 type Check = batch::Item<(Uuid, Uuid), Option<User>>;
+
+/// An API key's hash, answered with the key and its user unless revoked or disabled: the
+/// same check for requests that come with a key, grouped the same way.
+pub type KeyQueue = batch::Queue<[u8; 32], Option<KeyUser>>;
+type KeyCheck = batch::Item<[u8; 32], Option<KeyUser>>;
+
+/// Starts the API-key dispatcher for a SQLite file, as [`start_sqlite`].
+pub fn start_sqlite_keys(readers: Arc<SqliteReaders>) -> KeyQueue {
+    batch::start(1, move |checks| {
+        answer_sqlite_keys(&readers, checks);
+        std::future::ready(())
+    })
+}
+
+/// A key presented by several requests of a group is read once for all of them.
+fn answer_sqlite_keys(readers: &SqliteReaders, checks: Vec<KeyCheck>) {
+    let (keys, slots) = distinct(checks.iter().map(|c| c.query));
+    match readers.api_key_users(&keys) {
+        Ok(found) => {
+            for (check, slot) in checks.into_iter().zip(slots) {
+                let _ = check.reply.send(Ok(found[slot].clone()));
+            }
+        }
+        Err(err) => batch::fail_all(checks, &err, "API key check"),
+    }
+}
 
 /// Starts the dispatcher for a SQLite file: one group at a time, read on its own thread in
 /// microseconds.

@@ -55,6 +55,8 @@ struct Inner {
     /// Direct read connections to the SQLite file; `None` on PostgreSQL.
     readers: Option<Arc<SqliteReaders>>,
     checks: checks::Queue,
+    /// The grouped API-key checks; SQLite only (PostgreSQL reads each through the pool).
+    key_checks: Option<checks::KeyQueue>,
     rotations: rotations::Queue,
 }
 
@@ -88,7 +90,7 @@ impl Repo {
     /// applies the migrations, and starts the dispatchers on the current Tokio runtime.
     pub async fn connect(config: &Config) -> RepoResult<Self> {
         let url = config.database_url.expose_secret();
-        let (db, readers, checks) = match config.backend {
+        let (db, readers, checks, key_checks) = match config.backend {
             Backend::Sqlite => {
                 let options = SqliteConnectOptions::from_str(url)?;
                 create_private_file(options.get_filename())?;
@@ -98,7 +100,8 @@ impl Repo {
                 let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
                 let readers = Arc::new(SqliteReaders::open(options.get_filename(), threads)?);
                 let checks = checks::start_sqlite(readers.clone());
-                (db, Some(readers), checks)
+                let key_checks = checks::start_sqlite_keys(readers.clone());
+                (db, Some(readers), checks, Some(key_checks))
             }
             Backend::Postgres => {
                 let options = PgConnectOptions::from_str(url)?;
@@ -110,7 +113,7 @@ impl Repo {
                 let db = Db::Postgres(pool);
                 migrate(&db).await?;
                 let checks = checks::start_postgres(PgCheckers::new(options, PG_CHECKERS));
-                (db, None, checks)
+                (db, None, checks, None)
             }
         };
         Ok(Self {
@@ -119,6 +122,7 @@ impl Repo {
                 db,
                 readers,
                 checks,
+                key_checks,
             }),
         })
     }
@@ -171,6 +175,14 @@ impl Repo {
             .readers
             .as_deref()
             .expect("a SQLite repository has direct readers")
+    }
+
+    /// The API-key dispatcher; only called on SQLite, where it always exists.
+    fn key_checks(&self) -> &checks::KeyQueue {
+        self.inner
+            .key_checks
+            .as_ref()
+            .expect("a SQLite repository has an API-key dispatcher")
     }
 
     fn checks(&self) -> &checks::Queue {

@@ -109,13 +109,22 @@ impl SqliteReaders {
             .transpose()
     }
 
-    /// An API key by hash, with its user ([`KEY_USER`]).
-    pub fn api_key_user(&self, key_hash: &[u8]) -> RepoResult<Option<KeyUser>> {
+    /// API keys by hash, each with its user ([`KEY_USER`]), in one read transaction.
+    pub fn api_key_users(&self, hashes: &[[u8; 32]]) -> RepoResult<Vec<Option<KeyUser>>> {
         let conn = self.connection();
-        let mut statement = conn.prepare_cached(KEY_USER)?;
-        statement
-            .query_row([key_hash], |row| Ok(rows::key_user(row)))
-            .optional()?
-            .transpose()
+        let transaction = conn.unchecked_transaction()?;
+        let mut statement = transaction.prepare_cached(KEY_USER)?;
+        let found = hashes
+            .iter()
+            .map(|hash| {
+                statement
+                    .query_row([&hash[..]], |row| Ok(rows::key_user(row)))
+                    .optional()?
+                    .transpose()
+            })
+            .collect::<RepoResult<Vec<_>>>();
+        drop(statement);
+        transaction.commit()?;
+        found
     }
 }
