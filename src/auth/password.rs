@@ -22,9 +22,8 @@ pub const M_COST_KIB: u32 = 19_456;
 pub const T_COST: u32 = 2;
 pub const P_COST: u32 = 1;
 /// Jobs allowed to wait per hashing thread: a queued login waits for at most this many hashes
-/// before its own starts (about half a second at the cost in BENCHMARKS.md); a busier server
-/// answers `503` at once. Deep enough for
-/// ordinary bursts and for clients that do not back off, which otherwise turn every refused
+/// before its own starts; a busier server answers `503` at once. Deep enough for ordinary
+/// bursts and for clients that do not back off, which otherwise turn every refused
 /// slot into an immediate retry.
 pub const QUEUE_PER_WORKER: usize = 32;
 

@@ -1,11 +1,12 @@
 //! A small pool of low-priority threads for CPU-heavy work (argon2, password policy checks),
 //! with a bounded queue in front.
 //!
-//! Password hashing is meant to be slow (CPU-heavy by design, and 19 MiB of memory each). Running it on tokio's
-//! blocking pool would let a login flood start hundreds of hashes at once and starve the async
-//! workers that serve cheap requests like `GET /users/me`. Here at most `workers` jobs run at
-//! once, at a lower OS priority than the async workers; at most `queue` more wait; beyond
-//! that a job is refused at once with [`PoolError::Overloaded`] (the caller answers `503`).
+//! Password hashing is meant to be slow (CPU-heavy by design, with a large memory buffer
+//! each). Running it on tokio's blocking pool would let a login flood start hundreds of
+//! hashes at once and starve the async workers that serve cheap requests like
+//! `GET /users/me`. Here at most `workers` jobs run at once, at a lower OS priority than the
+//! async workers; at most `queue` more wait; beyond that a job is refused at once with
+//! [`PoolError::Overloaded`] (the caller answers `503`).
 
 use std::{
     panic::{catch_unwind, AssertUnwindSafe},
