@@ -86,11 +86,18 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let presented = match (bearer_token(&parts.headers), parts.headers.get(X_API_KEY)) {
-            (Bearer::Missing, Some(key)) => key
-                .to_str()
-                .map_err(|_| ApiError::Unauthorized(AuthFailure::InvalidToken(MALFORMED_KEY)))?,
-            _ => require_bearer(&parts.headers)?,
+        // The Authorization header is parsed once; X-API-Key is read only without it.
+        let presented = match bearer_token(&parts.headers) {
+            Bearer::Token(token) => token,
+            Bearer::Malformed => {
+                return Err(ApiError::Unauthorized(AuthFailure::InvalidToken(MALFORMED)))
+            }
+            Bearer::Missing => match parts.headers.get(X_API_KEY) {
+                Some(key) => key.to_str().map_err(|_| {
+                    ApiError::Unauthorized(AuthFailure::InvalidToken(MALFORMED_KEY))
+                })?,
+                None => return Err(ApiError::Unauthorized(AuthFailure::Missing)),
+            },
         };
         let auth = AuthService::from_ref(state);
         let found = auth.authenticate(presented).await?;
