@@ -3,7 +3,11 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
-use super::{batch, events::insert_event, rows, with_pool, Db, Repo, RepoResult};
+use super::{
+    batch,
+    events::{execute_recording, insert_event},
+    rows, with_pool, Db, Repo, RepoResult,
+};
 use crate::domain::{NewEvent, User};
 
 /// An API key as its owner sees it in a list: never the key.
@@ -112,22 +116,17 @@ impl Repo {
         event: &NewEvent<'_>,
     ) -> RepoResult<bool> {
         let n = with_pool!(self.db(), pool => {
-            let mut tx = pool.begin().await?;
-            let n = sqlx::query(
-                "UPDATE api_keys SET revoked_at = $1 \
-                 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
+            execute_recording!(
+                pool,
+                sqlx::query(
+                    "UPDATE api_keys SET revoked_at = $1 \
+                     WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(key_id)
+                .bind(user_id),
+                event
             )
-            .bind(now)
-            .bind(key_id)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if n == 1 {
-                insert_event!(&mut *tx, event);
-            }
-            tx.commit().await?;
-            n
         });
         Ok(n == 1)
     }

@@ -27,6 +27,22 @@ macro_rules! insert_event {
 }
 pub(super) use insert_event;
 
+/// Runs `$statement` (a `sqlx::query(...)` with its binds, not yet executed) in a transaction
+/// on `$pool`, records `$event` in it if the statement changed any row, and commits: the
+/// change and its event are written together or not at all. Evaluates to the rows changed.
+macro_rules! execute_recording {
+    ($pool:expr, $statement:expr, $event:expr) => {{
+        let mut tx = $pool.begin().await?;
+        let changed = $statement.execute(&mut *tx).await?.rows_affected();
+        if changed > 0 {
+            $crate::repo::events::insert_event!(&mut *tx, $event);
+        }
+        tx.commit().await?;
+        changed
+    }};
+}
+pub(super) use execute_recording;
+
 impl Repo {
     /// Records an event that goes with no other write (a failed login).
     pub async fn record_event(&self, event: &NewEvent<'_>) -> RepoResult<()> {

@@ -1,7 +1,11 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{batch, events::insert_event, rows, with_pool, Db, Repo, RepoResult};
+use super::{
+    batch,
+    events::{execute_recording, insert_event},
+    rows, with_pool, Db, Repo, RepoResult,
+};
 use crate::domain::{NewEvent, User};
 
 /// A session to open, with the hash of its first refresh token (generation 0).
@@ -132,22 +136,17 @@ impl Repo {
         event: &NewEvent<'_>,
     ) -> RepoResult<bool> {
         let ended = with_pool!(self.db(), pool => {
-            let mut tx = pool.begin().await?;
-            let n = sqlx::query(
-                "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 \
-                 WHERE id = $3 AND revoked_at IS NULL AND idle_expires_at > $1 AND expires_at > $1",
+            execute_recording!(
+                pool,
+                sqlx::query(
+                    "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 \
+                     WHERE id = $3 AND revoked_at IS NULL AND idle_expires_at > $1 AND expires_at > $1",
+                )
+                .bind(now)
+                .bind(reason)
+                .bind(session_id),
+                event
             )
-            .bind(now)
-            .bind(reason)
-            .bind(session_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if n == 1 {
-                insert_event!(&mut *tx, event);
-            }
-            tx.commit().await?;
-            n
         });
         Ok(ended == 1)
     }
@@ -161,22 +160,17 @@ impl Repo {
         event: &NewEvent<'_>,
     ) -> RepoResult<u64> {
         let ended = with_pool!(self.db(), pool => {
-            let mut tx = pool.begin().await?;
-            let n = sqlx::query(
-                "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 \
-                 WHERE user_id = $3 AND revoked_at IS NULL",
+            execute_recording!(
+                pool,
+                sqlx::query(
+                    "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 \
+                     WHERE user_id = $3 AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(reason)
+                .bind(user_id),
+                event
             )
-            .bind(now)
-            .bind(reason)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if n > 0 {
-                insert_event!(&mut *tx, event);
-            }
-            tx.commit().await?;
-            n
         });
         Ok(ended)
     }
@@ -225,23 +219,18 @@ impl Repo {
         event: &NewEvent<'_>,
     ) -> RepoResult<bool> {
         let n = with_pool!(self.db(), pool => {
-            let mut tx = pool.begin().await?;
-            let n = sqlx::query(
-                "UPDATE sessions SET revoked_at = $1, revoke_reason = 'revoked_by_user' \
-                 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL \
-                 AND idle_expires_at > $1 AND expires_at > $1",
+            execute_recording!(
+                pool,
+                sqlx::query(
+                    "UPDATE sessions SET revoked_at = $1, revoke_reason = 'revoked_by_user' \
+                     WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL \
+                     AND idle_expires_at > $1 AND expires_at > $1",
+                )
+                .bind(now)
+                .bind(session_id)
+                .bind(user_id),
+                event
             )
-            .bind(now)
-            .bind(session_id)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if n == 1 {
-                insert_event!(&mut *tx, event);
-            }
-            tx.commit().await?;
-            n
         });
         Ok(n == 1)
     }
