@@ -752,25 +752,24 @@ impl AuthService {
 
     /// Changes the e-mail address or the full name.
     pub async fn update_profile(&self, user: &User, change: ProfileChange) -> Result<User, Error> {
-        let email = match change.email {
-            Some(email) => email,
-            None => user.email.as_deref().and_then(|e| Email::parse(e).ok()),
-        };
-        let full_name = match change.full_name {
-            Some(name) => name.map(|n| n.as_str().to_owned()),
-            None => user.full_name.clone(),
+        // Each address with its normalized form, the one the unique constraint compares.
+        let email = change
+            .email
+            .as_ref()
+            .map(|email| email.as_ref().map(|e| (e.as_str(), e.normalized())));
+        let profile = Profile {
+            email: email
+                .as_ref()
+                .map(|email| email.as_ref().map(|(e, n)| (*e, n.as_str()))),
+            full_name: change
+                .full_name
+                .as_ref()
+                .map(|name| name.as_ref().map(FullName::as_str)),
         };
         let updated = self
             .inner
             .repo
-            .update_profile(
-                user.id,
-                &Profile {
-                    email: email.as_ref().map(Email::as_str),
-                    email_normalized: email.as_ref().map(Email::normalized).as_deref(),
-                    full_name: full_name.as_deref(),
-                },
-            )
+            .update_profile(user.id, &profile)
             .await?
             .ok_or(Error::NotFound)?;
         tracing::info!(user_id = %user.id, "profile updated");

@@ -114,23 +114,30 @@ impl Repo {
         })
     }
 
-    /// Sets the e-mail address (with its normalized copy) and the full name; a taken address
+    /// Changes the e-mail address (with its normalized copy) and the full name; a taken address
     /// is [`super::RepoError::Conflict`]. Returns the user as it now is.
     pub async fn update_profile(
         &self,
         user_id: Uuid,
         profile: &Profile<'_>,
     ) -> RepoResult<Option<User>> {
+        // A field not in the change keeps its stored value ($5, $6: whether to set it).
         let sql = format!(
-            "UPDATE users SET email = $1, email_normalized = $2, full_name = $3 WHERE id = $4 \
-             RETURNING {USER_COLUMNS}"
+            "UPDATE users SET \
+             email = CASE WHEN $5 THEN $1 ELSE email END, \
+             email_normalized = CASE WHEN $5 THEN $2 ELSE email_normalized END, \
+             full_name = CASE WHEN $6 THEN $3 ELSE full_name END \
+             WHERE id = $4 RETURNING {USER_COLUMNS}"
         );
+        let (email, email_normalized) = profile.email.flatten().unzip();
         with_pool!(self.db(), pool => {
             sqlx::query(&sql)
-                .bind(profile.email)
-                .bind(profile.email_normalized)
-                .bind(profile.full_name)
+                .bind(email)
+                .bind(email_normalized)
+                .bind(profile.full_name.flatten())
                 .bind(user_id)
+                .bind(profile.email.is_some())
+                .bind(profile.full_name.is_some())
                 .fetch_optional(pool)
                 .await?
                 .map(|row| rows::user(&row, 0))
@@ -261,10 +268,10 @@ impl Repo {
     }
 }
 
-/// A user's editable fields, as they are to be stored.
-#[derive(Debug)]
+/// A change to a user's editable fields: `None` leaves a field as stored, `Some(None)`
+/// clears it. The e-mail address comes with its normalized form.
+#[derive(Debug, Default)]
 pub struct Profile<'a> {
-    pub email: Option<&'a str>,
-    pub email_normalized: Option<&'a str>,
-    pub full_name: Option<&'a str>,
+    pub email: Option<Option<(&'a str, &'a str)>>,
+    pub full_name: Option<Option<&'a str>>,
 }
