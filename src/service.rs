@@ -376,16 +376,13 @@ impl AuthService {
             .filter(|device| device.name == name);
         let subject = match &device {
             Some(device) => format!("device:{}", device.id.simple()),
-            None => format!("name:{name}"),
+            None => name_subject(&name),
         };
         let failures = match repo.count_attempt(&subject, now, LOCK_RULE).await? {
             Attempt::Admitted { failures } => failures,
             Attempt::Locked { until } => {
-                let wait = (until - now).num_milliseconds().max(1) as u64;
                 self.log_refusal(&name, &client, device.is_some(), "login throttled");
-                return Err(Error::Throttled {
-                    retry_after_secs: wait.div_ceil(1000),
-                });
+                return Err(throttled(until, now));
             }
         };
 
@@ -783,9 +780,8 @@ impl AuthService {
         user: &User,
         password: SecretString,
     ) -> Result<Credentials, Error> {
-        let name = Username::parse(&user.username)
-            .map_or_else(|_| user.username.to_lowercase(), |u| u.normalized());
-        let subject = format!("name:{name}");
+        // A stored username is valid, so this is its normalized form.
+        let subject = name_subject(&user.username.to_ascii_lowercase());
         let now = self.now();
         if let Attempt::Locked { until } = self
             .inner
@@ -793,10 +789,7 @@ impl AuthService {
             .count_attempt(&subject, now, LOCK_RULE)
             .await?
         {
-            let wait = (until - now).num_milliseconds().max(1) as u64;
-            return Err(Error::Throttled {
-                retry_after_secs: wait.div_ceil(1000),
-            });
+            return Err(throttled(until, now));
         }
         let creds = self
             .inner
@@ -1055,6 +1048,19 @@ const LOCK_RULE: LockRule = LockRule {
     free: FREE_FAILURES,
     max_secs: MAX_LOCK.as_secs() as i64,
 };
+
+/// The attempt-count subject of a normalized login name (a device's is `device:<id>`).
+fn name_subject(normalized: &str) -> String {
+    format!("name:{normalized}")
+}
+
+/// The refusal of an attempt on a subject locked until `until`, rounded up to whole seconds.
+fn throttled(until: DateTime<Utc>, now: DateTime<Utc>) -> Error {
+    let wait = (until - now).num_milliseconds().max(1) as u64;
+    Error::Throttled {
+        retry_after_secs: wait.div_ceil(1000),
+    }
+}
 
 /// The lock after `failures` consecutive failures: none for the first four, then 1 s,
 /// doubling with each further failure, capped at [`MAX_LOCK`]. (The repository computes the
