@@ -21,7 +21,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    device::DeviceCookie,
+    device::AuthCookies,
     error::{ApiError, OAuthError, SESSION_REQUIRED},
     extract::{require_bearer, AuthUser},
     json::{body_error, has_content_type, is_json, parse_json, ApiJson},
@@ -63,7 +63,7 @@ struct RefreshBody {
 async fn login(
     State(auth): State<AuthService>,
     client: ClientInfo,
-    device: DeviceCookie,
+    cookies: AuthCookies,
     Query(query): Query<HashMap<String, String>>,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Response, OAuthError> {
@@ -82,14 +82,14 @@ async fn login(
         .ok_or_else(|| missing("username"))?;
     let password = body.password.ok_or_else(|| missing("password"))?;
     let success = auth
-        .login(&username, password, client, device.value.as_deref())
+        .login(&username, password, client, cookies.value.as_deref())
         .await
         .map_err(|e| OAuthError::from_service(e, StatusCode::UNAUTHORIZED))?;
     if !cookie_mode {
-        return Ok(login_response(success, &device));
+        return Ok(login_response(success, &cookies));
     }
-    let mut response = cookie_response(success.pair, &device);
-    device.set(&mut response, success.device_cookie);
+    let mut response = cookie_response(success.pair, &cookies);
+    cookies.set(&mut response, success.device_cookie);
     Ok(response)
 }
 
@@ -104,7 +104,7 @@ struct CookieModeResponse {
     csrf_token: String,
 }
 
-fn cookie_response(pair: TokenPair, cookies: &DeviceCookie) -> Response {
+fn cookie_response(pair: TokenPair, cookies: &AuthCookies) -> Response {
     let mut response = ApiJson(CookieModeResponse {
         access_token: pair.access_token,
         token_type: "bearer",
@@ -130,7 +130,7 @@ enum Presented {
 
 fn presented_refresh(
     headers: &HeaderMap,
-    cookies: &DeviceCookie,
+    cookies: &AuthCookies,
     body: &Bytes,
 ) -> Result<Option<Presented>, ApiError> {
     if !body.is_empty() {
@@ -157,7 +157,7 @@ fn presented_refresh(
 async fn refresh(
     State(auth): State<AuthService>,
     client: ClientInfo,
-    cookies: DeviceCookie,
+    cookies: AuthCookies,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OAuthError> {
@@ -187,7 +187,7 @@ async fn refresh(
 async fn logout(
     State(auth): State<AuthService>,
     client: ClientInfo,
-    cookies: DeviceCookie,
+    cookies: AuthCookies,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OAuthError> {

@@ -20,13 +20,15 @@ const LIFETIME_DAYS: i64 = 365;
 /// The device cookie a login request carried, the refresh cookie a refresh or logout
 /// carried, and how an answer must set them.
 #[derive(Debug)]
-pub struct DeviceCookie {
+pub struct AuthCookies {
+    /// The `authd_device` value.
     pub value: Option<String>,
+    /// The `authd_refresh` value (cookie mode).
     pub refresh: Option<String>,
     secure: bool,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for DeviceCookie {
+impl<S: Send + Sync> FromRequestParts<S> for AuthCookies {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
@@ -39,7 +41,7 @@ impl<S: Send + Sync> FromRequestParts<S> for DeviceCookie {
     }
 }
 
-impl DeviceCookie {
+impl AuthCookies {
     /// Adds the `Set-Cookie` of the device cookie `value` to `response`.
     pub fn set(&self, response: &mut Response, value: String) {
         let lifetime = cookie::time::Duration::days(LIFETIME_DAYS);
@@ -118,7 +120,7 @@ mod tests {
     #[test]
     fn the_cookie_is_strict_and_secure_except_plain_http_on_loopback() {
         let mut response = Response::new(axum::body::Body::empty());
-        DeviceCookie {
+        AuthCookies {
             value: None,
             refresh: None,
             secure: true,
@@ -136,7 +138,7 @@ mod tests {
             assert!(set.contains(part), "{set} lacks {part}");
         }
         let mut response = Response::new(axum::body::Body::empty());
-        DeviceCookie {
+        AuthCookies {
             value: None,
             refresh: None,
             secure: false,

@@ -13,7 +13,7 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use super::{
-    device::DeviceCookie,
+    device::AuthCookies,
     error::{no_store, OAuthError},
     json::{has_content_type, read_body, ApiJson},
     ClientInfo,
@@ -31,7 +31,7 @@ pub fn router() -> Router<AppState> {
 async fn token(
     State(auth): State<AuthService>,
     client: ClientInfo,
-    device: DeviceCookie,
+    cookies: AuthCookies,
     req: Request,
 ) -> Result<Response, OAuthError> {
     if !has_content_type(req.headers(), |ct| {
@@ -51,10 +51,10 @@ async fn token(
             let username = required(&mut params, "username")?;
             let password = SecretString::from(required(&mut params, "password")?);
             let success = auth
-                .login(&username, password, client, device.value.as_deref())
+                .login(&username, password, client, cookies.value.as_deref())
                 .await
                 .map_err(|e| OAuthError::from_service(e, StatusCode::UNAUTHORIZED))?;
-            Ok(login_response(success, &device))
+            Ok(login_response(success, &cookies))
         }
         "refresh_token" => {
             let refresh_token = required(&mut params, "refresh_token")?;
@@ -76,9 +76,9 @@ async fn token(
 }
 
 /// A successful login's answer: the token pair, and the device cookie.
-pub(super) fn login_response(success: LoginSuccess, device: &DeviceCookie) -> Response {
+pub(super) fn login_response(success: LoginSuccess, cookies: &AuthCookies) -> Response {
     let mut response = token_response(success.pair);
-    device.set(&mut response, success.device_cookie);
+    cookies.set(&mut response, success.device_cookie);
     response
 }
 
