@@ -5,7 +5,11 @@
 use anyhow::{bail, Context};
 use chrono::{SecondsFormat, Utc};
 
-use crate::{config::Config, domain::Username, repo::Repo};
+use crate::{
+    config::Config,
+    domain::{EventKind, NewEvent, Username},
+    repo::Repo,
+};
 
 async fn open(config: &Config) -> anyhow::Result<Repo> {
     Repo::connect(config)
@@ -61,7 +65,7 @@ pub async fn show(config: &Config, name: &str) -> anyhow::Result<String> {
     repo.close().await;
     let u = &creds.user;
     Ok(format!(
-        "id: {}\nusername: {}\nemail: {}\nfull_name: {}\ncreated_at: {}\ndisabled: {}\nlive sessions: {sessions}\nlive API keys: {keys}",
+        "id: {}\nusername: {}\nemail: {}\nfull_name: {}\ncreated_at: {}\ndisabled: {}\nTOTP: {}\nlive sessions: {sessions}\nlive API keys: {keys}",
         u.id,
         u.username,
         u.email.as_deref().unwrap_or("-"),
@@ -70,6 +74,7 @@ pub async fn show(config: &Config, name: &str) -> anyhow::Result<String> {
         creds
             .disabled_at
             .map_or("no".to_owned(), |at| at.to_rfc3339_opts(SecondsFormat::Secs, true)),
+        if creds.totp { "on" } else { "off" },
     ))
 }
 
@@ -102,6 +107,30 @@ pub async fn revoke(config: &Config, name: &str) -> anyhow::Result<String> {
     ))
 }
 
+/// `users mfa-off NAME`: turns the user's TOTP off without a code, for an owner who lost
+/// both the app and the recovery codes (recorded as `mfa_disabled`).
+pub async fn mfa_off(config: &Config, name: &str) -> anyhow::Result<String> {
+    let repo = open(config).await?;
+    let creds = find(&repo, name).await?;
+    let event = NewEvent {
+        user_id: creds.user.id,
+        kind: EventKind::MfaDisabled,
+        at: Utc::now(),
+        ip: None,
+        user_agent: None,
+    };
+    let removed = repo.remove_totp(creds.user.id, &event).await?;
+    repo.close().await;
+    Ok(if removed {
+        format!(
+            "{}: TOTP off, recovery codes deleted; the password alone logs in",
+            creds.user.username
+        )
+    } else {
+        format!("{}: TOTP was not on", creds.user.username)
+    })
+}
+
 /// `users delete NAME`: the user and everything of it.
 pub async fn delete(config: &Config, name: &str) -> anyhow::Result<String> {
     let repo = open(config).await?;
@@ -109,7 +138,7 @@ pub async fn delete(config: &Config, name: &str) -> anyhow::Result<String> {
     repo.delete_user(creds.user.id).await?;
     repo.close().await;
     Ok(format!(
-        "{} deleted, with its sessions, tokens and API keys",
+        "{} deleted, with its sessions, tokens, API keys and second factor",
         creds.user.username
     ))
 }

@@ -89,7 +89,9 @@ enum UsersCommand {
     Enable { username: String },
     /// End every session and revoke every API key of the user.
     Revoke { username: String },
-    /// Delete the user, with its sessions, tokens and API keys.
+    /// Turn the user's TOTP off without a code (lost app and recovery codes).
+    MfaOff { username: String },
+    /// Delete the user, with its sessions, tokens, API keys and second factor.
     Delete { username: String },
 }
 
@@ -156,6 +158,7 @@ fn main() -> ExitCode {
                         admin::set_disabled(&config, &username, false).await?
                     }
                     UsersCommand::Revoke { username } => admin::revoke(&config, &username).await?,
+                    UsersCommand::MfaOff { username } => admin::mfa_off(&config, &username).await?,
                     UsersCommand::Delete { username } => admin::delete(&config, &username).await?,
                 };
                 if !said.is_empty() {

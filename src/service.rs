@@ -18,6 +18,7 @@ use crate::{
         password::Verdict,
         pseudonym::{PseudonymKey, PSEUDONYM_KEY_NAME},
         refresh::{DerivationKey, DERIVATION_KEY_NAME},
+        totp,
         workers::PoolError,
         AccessClaims, PasswordHasher, RefreshToken, TokenKeys,
     },
@@ -33,7 +34,9 @@ use crate::{
     },
 };
 
+mod mfa;
 mod secrets;
+pub use mfa::TotpEnrolment;
 pub use secrets::{Vault, VaultError};
 
 /// Lifetimes of tokens and sessions.
@@ -95,6 +98,7 @@ pub struct Pruned {
     pub sessions: u64,
     pub attempt_counts: u64,
     pub events: u64,
+    pub mfa_challenges: u64,
 }
 
 /// A change to the profile: `None` leaves a field as it is, `Some(None)` clears it.
@@ -158,6 +162,19 @@ pub enum Error {
     /// A refresh cookie without its session's CSRF token.
     #[error("CSRF token missing or wrong")]
     CsrfRefused,
+    /// The password was right, and the account has a second factor: the login goes on at
+    /// `/auth/mfa` with this single-use token.
+    #[error("second factor required")]
+    MfaRequired { mfa_token: String },
+    /// An `mfa_token` that is unknown, expired or used, or a wrong code with it.
+    #[error("second factor refused")]
+    MfaRefused,
+    /// A wrong TOTP or recovery code, where the account is managed.
+    #[error("wrong code")]
+    WrongCode,
+    /// TOTP is already on for the account.
+    #[error("second factor already enabled")]
+    MfaAlreadyEnabled,
     /// Password hashing is at capacity.
     #[error("password hashing overloaded")]
     Overloaded,
@@ -247,6 +264,10 @@ struct Inner {
     device_key: DeviceKey,
     csrf_key: CsrfKey,
     pseudonyms: PseudonymKey,
+    /// Seals and opens the TOTP secrets.
+    vault: Vault,
+    /// The issuer authenticator apps list TOTP accounts under.
+    totp_issuer: String,
     policy: TokenPolicy,
     clock: Arc<dyn Clock>,
 }
@@ -297,6 +318,8 @@ impl AuthService {
                 device_key: DeviceKey::from_bytes(&device_key)?,
                 csrf_key: CsrfKey::from_bytes(&csrf_key)?,
                 pseudonyms: PseudonymKey::from_bytes(&pseudonyms)?,
+                vault,
+                totp_issuer: totp::issuer_label(&config.issuer),
                 policy: TokenPolicy::from_config(config),
                 clock,
             }),
@@ -431,26 +454,55 @@ impl AuthService {
                 return Err(Error::InvalidCredentials);
             }
         };
+        if creds.totp {
+            // The attempt stays counted until the second factor is given.
+            let mfa_token = self
+                .challenge(&creds.user, &subject, device.as_ref(), &client)
+                .await?;
+            return Err(Error::MfaRequired { mfa_token });
+        }
         repo.clear_attempts(&subject).await?;
-        let user = creds.user;
+        self.open_session(creds.user, device, &client, None)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("a session without a challenge was refused").into())
+    }
+
+    /// Opens a session for `user` who logged in from `device` (a new device id when `None`),
+    /// consuming the challenge with hash `challenge` in the same transaction if one is given:
+    /// `None` when that challenge was consumed already.
+    async fn open_session(
+        &self,
+        user: User,
+        device: Option<Device>,
+        client: &ClientInfo,
+        challenge: Option<&[u8]>,
+    ) -> Result<Option<LoginSuccess>, Error> {
+        let now = self.now();
         let expires_at = now + self.inner.policy.session_max;
         let idle_expires_at = (now + self.inner.policy.refresh_ttl).min(expires_at);
         let session_id = Uuid::new_v4();
         let refresh = RefreshToken::generate();
-        repo.create_session(
-            &NewSession {
-                id: session_id,
-                user_id: user.id,
-                token_hash: &refresh.hash(),
-                now,
-                idle_expires_at,
-                expires_at,
-                ip: client.ip.as_deref(),
-                user_agent: client.user_agent.as_deref(),
-            },
-            &self.event(user.id, EventKind::LoginSucceeded, &client),
-        )
-        .await?;
+        let created = self
+            .inner
+            .repo
+            .create_session(
+                &NewSession {
+                    id: session_id,
+                    user_id: user.id,
+                    token_hash: &refresh.hash(),
+                    now,
+                    idle_expires_at,
+                    expires_at,
+                    ip: client.ip.as_deref(),
+                    user_agent: client.user_agent.as_deref(),
+                },
+                &self.event(user.id, EventKind::LoginSucceeded, client),
+                challenge,
+            )
+            .await?;
+        if !created {
+            return Ok(None);
+        }
         tracing::info!(user_id = %user.id, session_id = %session_id, "login succeeded");
         let session = SessionRef {
             user_id: user.id,
@@ -462,12 +514,12 @@ impl AuthService {
         // The same device keeps its id; a browser without one gets a new one.
         let device = device.unwrap_or_else(|| Device {
             id: Uuid::new_v4(),
-            name,
+            name: user.username.to_ascii_lowercase(),
         });
-        Ok(LoginSuccess {
+        Ok(Some(LoginSuccess {
             pair,
             device_cookie: self.inner.device_key.issue(&device),
-        })
+        }))
     }
 
     /// An event of `user_id` caused now by `client`.
@@ -503,6 +555,7 @@ impl AuthService {
             events: repo
                 .prune_events(now - self.inner.policy.event_retention)
                 .await?,
+            mfa_challenges: repo.prune_challenges(now).await?,
         })
     }
 

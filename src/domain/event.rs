@@ -8,6 +8,10 @@ use uuid::Uuid;
 pub enum EventKind {
     LoginSucceeded,
     LoginFailed,
+    /// The password was right; the login waits for its second factor.
+    MfaChallenged,
+    MfaEnabled,
+    MfaDisabled,
     RefreshReuseDetected,
     Logout,
     PasswordChanged,
@@ -22,6 +26,9 @@ impl EventKind {
         match self {
             EventKind::LoginSucceeded => "login_succeeded",
             EventKind::LoginFailed => "login_failed",
+            EventKind::MfaChallenged => "mfa_challenged",
+            EventKind::MfaEnabled => "mfa_enabled",
+            EventKind::MfaDisabled => "mfa_disabled",
             EventKind::RefreshReuseDetected => "refresh_reuse_detected",
             EventKind::Logout => "logout",
             EventKind::PasswordChanged => "password_changed",

@@ -12,6 +12,6 @@ pub use email::Email;
 pub use event::{Event, EventKind, NewEvent};
 pub use full_name::FullName;
 pub use password::{normalize as normalize_password, Password, PasswordPolicyError};
-pub use signing_key::{StoredSecret, StoredSigningKey};
+pub use signing_key::{totp_row, StoredSecret, StoredSigningKey, StoredTotp};
 pub use user::{User, UserId};
 pub use username::Username;

@@ -1,4 +1,5 @@
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 /// An access-token signing key as stored. The private key is PKCS#8 DER, sealed under the
 /// master key when `sealed` (see `crate::auth::sealing`); it never leaves the process, and
@@ -58,6 +59,41 @@ impl std::fmt::Debug for StoredSecret {
         f.debug_struct("StoredSecret")
             .field("name", &self.name)
             .field("sealed", &self.sealed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A user's TOTP factor as stored: its secret (sealed under the master key when `sealed`),
+/// whether its enrolment was confirmed, and the last time step a code was accepted for.
+/// `Debug` leaves the secret out.
+#[derive(Clone)]
+pub struct StoredTotp {
+    pub user_id: Uuid,
+    pub secret: Vec<u8>,
+    pub sealed: bool,
+    pub confirmed: bool,
+    pub last_step: i64,
+}
+
+impl StoredTotp {
+    /// The associated data a sealed secret is bound to: its row.
+    pub fn row(&self) -> String {
+        totp_row(self.user_id)
+    }
+}
+
+/// The row of `user_id`'s TOTP secret, as associated data.
+pub fn totp_row(user_id: Uuid) -> String {
+    format!("totp_factors:{user_id}")
+}
+
+impl std::fmt::Debug for StoredTotp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredTotp")
+            .field("user_id", &self.user_id)
+            .field("sealed", &self.sealed)
+            .field("confirmed", &self.confirmed)
+            .field("last_step", &self.last_step)
             .finish_non_exhaustive()
     }
 }

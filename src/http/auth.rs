@@ -29,7 +29,7 @@ use super::{
     ClientInfo,
 };
 use crate::{
-    service::{AuthService, Credential, TokenPair},
+    service::{AuthService, Credential, LoginSuccess, TokenPair},
     state::AppState,
 };
 
@@ -67,15 +67,7 @@ async fn login(
     Query(query): Query<HashMap<String, String>>,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Response, OAuthError> {
-    let cookie_mode = match query.get("mode").map(String::as_str) {
-        None | Some("token") => false,
-        Some("cookie") => true,
-        Some(_) => {
-            return Err(OAuthError::InvalidRequest(
-                "mode must be \"cookie\" or \"token\"".into(),
-            ))
-        }
-    };
+    let cookie_mode = cookie_mode(&query)?;
     let username = body
         .username
         .filter(|u| !u.is_empty())
@@ -85,12 +77,32 @@ async fn login(
         .login(&username, password, client, cookies.value.as_deref())
         .await
         .map_err(|e| OAuthError::from_service(e, StatusCode::UNAUTHORIZED))?;
-    if !cookie_mode {
-        return Ok(login_response(success, &cookies));
+    Ok(logged_in(success, cookie_mode, &cookies))
+}
+
+/// `?mode=cookie` (or `token`, the default) of a login.
+pub(super) fn cookie_mode(query: &HashMap<String, String>) -> Result<bool, OAuthError> {
+    match query.get("mode").map(String::as_str) {
+        None | Some("token") => Ok(false),
+        Some("cookie") => Ok(true),
+        Some(_) => Err(OAuthError::InvalidRequest(
+            "mode must be \"cookie\" or \"token\"".into(),
+        )),
     }
-    let mut response = cookie_response(success.pair, &cookies);
+}
+
+/// The answer to a completed login, in token or cookie mode, with the device cookie.
+pub(super) fn logged_in(
+    success: LoginSuccess,
+    cookie_mode: bool,
+    cookies: &AuthCookies,
+) -> Response {
+    if !cookie_mode {
+        return login_response(success, cookies);
+    }
+    let mut response = cookie_response(success.pair, cookies);
     cookies.set(&mut response, success.device_cookie);
-    Ok(response)
+    response
 }
 
 /// A cookie-mode answer: everything but the refresh token in the body (with the session's

@@ -68,6 +68,11 @@ pub enum ApiError {
     /// The account's password, asked again to confirm a change, was wrong.
     #[error("wrong password")]
     WrongPassword,
+    /// A wrong TOTP or recovery code, where the account is managed.
+    #[error("wrong code")]
+    WrongCode,
+    #[error("second factor already enabled")]
+    MfaAlreadyEnabled,
     #[error("method not allowed")]
     MethodNotAllowed,
     /// The database is unavailable (the cause is logged), or the request timed out.
@@ -108,6 +113,8 @@ impl ApiError {
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::WrongPassword => (StatusCode::UNAUTHORIZED, "invalid_password"),
+            ApiError::WrongCode => (StatusCode::UNAUTHORIZED, "invalid_code"),
+            ApiError::MfaAlreadyEnabled => (StatusCode::CONFLICT, "mfa_already_enabled"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
@@ -136,6 +143,10 @@ impl ApiError {
             ApiError::NotFound => "no such resource".into(),
             ApiError::Forbidden(why) => (*why).into(),
             ApiError::WrongPassword => "the password is incorrect".into(),
+            ApiError::WrongCode => "the code is wrong, or was used already".into(),
+            ApiError::MfaAlreadyEnabled => {
+                "TOTP is already on for this account; turn it off first to enrol again".into()
+            }
             ApiError::MethodNotAllowed => "method not allowed on this resource".into(),
             ApiError::Unavailable(_) => {
                 "the service is temporarily unavailable; retry shortly".into()
@@ -199,6 +210,12 @@ impl From<service::Error> for ApiError {
             E::CsrfRefused => ApiError::Forbidden(
                 "a refresh token from a cookie needs the session's X-CSRF-Token header",
             ),
+            E::WrongCode => ApiError::WrongCode,
+            E::MfaAlreadyEnabled => ApiError::MfaAlreadyEnabled,
+            // Outside the token endpoints (which answer these themselves, see `OAuthError`).
+            E::MfaRequired { .. } | E::MfaRefused => {
+                ApiError::Unauthorized(AuthFailure::InvalidToken(MFA_REFUSED))
+            }
             E::Overloaded => ApiError::Overloaded,
             E::Unavailable(cause) => ApiError::Unavailable(Some(cause.into())),
             E::Internal(e) => ApiError::Internal(e),
@@ -209,6 +226,9 @@ impl From<service::Error> for ApiError {
 /// Why an API key is refused where credentials are managed.
 pub const SESSION_REQUIRED: &str =
     "this needs a session's access token: an API key cannot manage credentials";
+
+/// The words for a refused second step of a login, whatever the reason.
+const MFA_REFUSED: &str = "the mfa_token is invalid or expired, or the code is wrong";
 
 /// The words for a refused refresh token, whatever the reason: the client learns no more.
 const REFRESH_REFUSED: &str = "the refresh token is invalid, expired or revoked";
@@ -227,7 +247,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         match self {
-            ApiError::Unauthorized(AuthFailure::Missing) | ApiError::WrongPassword => {
+            ApiError::Unauthorized(AuthFailure::Missing)
+            | ApiError::WrongPassword
+            | ApiError::WrongCode => {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static(r#"Bearer realm="authd""#),
@@ -263,6 +285,9 @@ pub enum OAuthError {
     },
     #[error("unsupported_grant_type")]
     UnsupportedGrantType(String),
+    /// The password was right; the login goes on at `/auth/mfa` with this token.
+    #[error("mfa_required")]
+    MfaRequired(String),
     /// Anything that is not the client's fault (503, 500) keeps its own status.
     #[error(transparent)]
     Api(#[from] ApiError),
@@ -286,6 +311,8 @@ impl OAuthError {
                 Self::invalid_grant(status, "incorrect username or password")
             }
             service::Error::RefreshTokenRefused => Self::invalid_grant(status, REFRESH_REFUSED),
+            service::Error::MfaRefused => Self::invalid_grant(status, MFA_REFUSED),
+            service::Error::MfaRequired { mfa_token } => OAuthError::MfaRequired(mfa_token),
             other => OAuthError::Api(other.into()),
         }
     }
@@ -311,6 +338,23 @@ impl IntoResponse for OAuthError {
             ),
             OAuthError::Api(e) => {
                 let mut response = e.into_response();
+                no_store(&mut response);
+                return response;
+            }
+            OAuthError::MfaRequired(mfa_token) => {
+                let detail = "the password is right; send a code from the authenticator app \
+                              (or a recovery code) with this mfa_token to POST /auth/mfa";
+                let body = json!({
+                    "error": "mfa_required",
+                    "error_description": detail,
+                    "detail": detail,
+                    "mfa_token": mfa_token,
+                });
+                let mut response = (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="authd""#),
+                );
                 no_store(&mut response);
                 return response;
             }

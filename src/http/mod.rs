@@ -11,6 +11,7 @@ pub mod extract;
 mod health;
 pub mod json;
 mod layers;
+mod mfa;
 mod sessions;
 mod token;
 mod users;
@@ -57,6 +58,7 @@ pub fn router(
         .merge(users::register_router())
         .merge(token::router())
         .merge(auth::credential_router())
+        .merge(mfa::credential_router())
         .route_layer(middleware::from_fn_with_state(
             state.clients.clone(),
             clients::rate_limit,
@@ -65,6 +67,7 @@ pub fn router(
         .merge(credential_endpoints)
         .merge(users::router())
         .merge(api_keys::router())
+        .merge(mfa::router())
         .merge(sessions::router())
         .merge(events::router())
         .merge(auth::router())

@@ -1,5 +1,6 @@
-//! Signing keys and server secrets. Values come and go as stored (sealed or not); sealing
-//! and opening them is the caller's (see `crate::auth::sealing`).
+//! Signing keys and server secrets, and the sealing of every stored secret (those and the
+//! TOTP secrets) anew. Values come and go as stored (sealed or not); sealing and opening
+//! them is the caller's (see `crate::auth::sealing`).
 
 use chrono::{DateTime, Utc};
 
@@ -25,6 +26,12 @@ pub enum Resealed<'a> {
     },
     ServerSecret {
         name: &'a str,
+        was: &'a [u8],
+        secret: Vec<u8>,
+        sealed: bool,
+    },
+    TotpSecret {
+        user_id: uuid::Uuid,
         was: &'a [u8],
         secret: Vec<u8>,
         sealed: bool,
@@ -66,6 +73,23 @@ macro_rules! write_resealed {
                     .bind(secret)
                     .bind(sealed)
                     .bind(name)
+                    .bind(was)
+                    .execute(&mut *$tx)
+                    .await?
+                }
+                Resealed::TotpSecret {
+                    user_id,
+                    was,
+                    secret,
+                    sealed,
+                } => {
+                    sqlx::query(
+                        "UPDATE totp_factors SET secret = $1, sealed = $2 \
+                         WHERE user_id = $3 AND secret = $4",
+                    )
+                    .bind(secret)
+                    .bind(sealed)
+                    .bind(user_id)
                     .bind(was)
                     .execute(&mut *$tx)
                     .await?

@@ -13,6 +13,7 @@ mod checks;
 mod error;
 pub(crate) mod events;
 mod keys;
+mod mfa;
 mod pg_checkers;
 mod rotations;
 mod rows;
@@ -33,6 +34,7 @@ use sqlx::{
 pub use api_keys::{ApiKeyInfo, KeyUser, NewApiKey};
 pub use error::{RepoError, RepoResult, UniqueField};
 pub use keys::Resealed;
+pub use mfa::{Challenge, NewChallenge};
 pub use sessions::{NewSession, RefreshRecord, Rotation, SessionInfo};
 pub use throttle::{Attempt, LockRule};
 pub use users::{Credentials, NewUser, Profile};
@@ -342,6 +344,7 @@ mod tests {
                 ip: None,
                 user_agent: None,
             },
+            None,
         )
         .await
         .unwrap();

@@ -12,15 +12,17 @@ use uuid::Uuid;
 
 use super::{
     api_keys::{ApiKeyInfo, KeyUser},
+    mfa::Challenge,
     sessions::{RefreshRecord, SessionInfo},
     users::Credentials,
     RepoError, RepoResult,
 };
-use crate::domain::{Event, StoredSecret, StoredSigningKey, User};
+use crate::domain::{Event, StoredSecret, StoredSigningKey, StoredTotp, User};
 
 /// A row of any driver, read by column position.
 pub(super) trait Columns {
     fn uuid(&self, i: usize) -> RepoResult<Uuid>;
+    fn opt_uuid(&self, i: usize) -> RepoResult<Option<Uuid>>;
     fn int(&self, i: usize) -> RepoResult<i64>;
     fn flag(&self, i: usize) -> RepoResult<bool>;
     fn bytes(&self, i: usize) -> RepoResult<Vec<u8>>;
@@ -44,6 +46,9 @@ macro_rules! sqlx_columns {
     ($row:ty) => {
         impl Columns for $row {
             fn uuid(&self, i: usize) -> RepoResult<Uuid> {
+                Ok(self.try_get(i)?)
+            }
+            fn opt_uuid(&self, i: usize) -> RepoResult<Option<Uuid>> {
                 Ok(self.try_get(i)?)
             }
             fn int(&self, i: usize) -> RepoResult<i64> {
@@ -70,6 +75,9 @@ sqlx_columns!(sqlx::sqlite::SqliteRow);
 
 impl Columns for rusqlite::Row<'_> {
     fn uuid(&self, i: usize) -> RepoResult<Uuid> {
+        Ok(self.get(i)?)
+    }
+    fn opt_uuid(&self, i: usize) -> RepoResult<Option<Uuid>> {
         Ok(self.get(i)?)
     }
     fn int(&self, i: usize) -> RepoResult<i64> {
@@ -115,12 +123,13 @@ pub(super) fn user(row: &impl Columns, at: usize) -> RepoResult<User> {
     })
 }
 
-/// [`USER_COLUMNS`], `password_hash, disabled_at`.
+/// [`USER_COLUMNS`], `password_hash, disabled_at`, when TOTP was confirmed.
 pub(super) fn credentials(row: &impl Columns) -> RepoResult<Credentials> {
     Ok(Credentials {
         user: user(row, 0)?,
         password_hash: row.text(5)?,
         disabled_at: row.opt_time(6)?,
+        totp: row.opt_time(7)?.is_some(),
     })
 }
 
@@ -207,5 +216,25 @@ pub(super) fn event(row: &impl Columns) -> RepoResult<Event> {
         at: row.time(2)?,
         ip: row.opt_text(3)?,
         user_agent: row.opt_text(4)?,
+    })
+}
+
+/// [`super::mfa::TOTP_COLUMNS`]: `user_id, secret, sealed, confirmed_at, last_step`.
+pub(super) fn stored_totp(row: &impl Columns) -> RepoResult<StoredTotp> {
+    Ok(StoredTotp {
+        user_id: row.uuid(0)?,
+        secret: row.bytes(1)?,
+        sealed: row.flag(2)?,
+        confirmed: row.opt_time(3)?.is_some(),
+        last_step: row.int(4)?,
+    })
+}
+
+/// `c.subject, c.device_id`, then [`USER_COLUMNS`]: a login's challenge and its user.
+pub(super) fn challenge(row: &impl Columns) -> RepoResult<Challenge> {
+    Ok(Challenge {
+        subject: row.text(0)?,
+        device_id: row.opt_uuid(1)?,
+        user: user(row, 2)?,
     })
 }

@@ -72,10 +72,27 @@ pub(super) const SESSION_USER: &str =
 
 impl Repo {
     /// Opens a session and stores its first refresh token (one statement, whose trigger
-    /// records the token in `refresh_tokens`), and records `event`, in one transaction.
-    pub async fn create_session(&self, s: &NewSession<'_>, event: &NewEvent<'_>) -> RepoResult<()> {
+    /// records the token in `refresh_tokens`), and records `event`, in one transaction. With
+    /// `challenge`, the login's MFA challenge of that hash is consumed in it too, and nothing
+    /// is written (`false`) if it is gone: a challenge opens one session at most.
+    pub async fn create_session(
+        &self,
+        s: &NewSession<'_>,
+        event: &NewEvent<'_>,
+        challenge: Option<&[u8]>,
+    ) -> RepoResult<bool> {
         with_pool!(self.db(), pool => {
             let mut tx = pool.begin().await?;
+            if let Some(token_hash) = challenge {
+                let consumed = sqlx::query("DELETE FROM mfa_challenges WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if consumed != 1 {
+                    return Ok(false);
+                }
+            }
             sqlx::query(
                 "INSERT INTO sessions (id, user_id, generation, token_hash, created_at, last_used_at, \
                  rotated_at, idle_expires_at, expires_at, ip, user_agent) \
@@ -94,7 +111,7 @@ impl Repo {
             insert_event!(&mut *tx, event);
             tx.commit().await?;
         });
-        Ok(())
+        Ok(true)
     }
 
     /// A presented refresh token, by hash, with the state of its session and user. On SQLite

@@ -21,12 +21,19 @@ pub struct NewUser<'a> {
     pub created_at: DateTime<Utc>,
 }
 
-/// What a login needs: the user, its PHC hash and whether the account is enabled.
+/// What a login needs: the user, its PHC hash, whether the account is enabled, and whether
+/// it has a second factor.
 pub struct Credentials {
     pub user: User,
     pub password_hash: String,
     pub disabled_at: Option<DateTime<Utc>>,
+    /// A confirmed TOTP factor guards the account.
+    pub totp: bool,
 }
+
+/// The columns [`rows::credentials`] reads from `users` after [`USER_COLUMNS`].
+const CREDENTIAL_COLUMNS: &str = "password_hash, disabled_at, \
+     (SELECT t.confirmed_at FROM totp_factors t WHERE t.user_id = users.id)";
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -34,6 +41,7 @@ impl std::fmt::Debug for Credentials {
             .field("user", &self.user)
             .field("password_hash", &"[redacted]")
             .field("disabled_at", &self.disabled_at)
+            .field("totp", &self.totp)
             .finish()
     }
 }
@@ -68,7 +76,7 @@ impl Repo {
         username_normalized: &str,
     ) -> RepoResult<Option<Credentials>> {
         let sql = format!(
-            "SELECT {USER_COLUMNS}, password_hash, disabled_at FROM users \
+            "SELECT {USER_COLUMNS}, {CREDENTIAL_COLUMNS} FROM users \
              WHERE username_normalized = $1"
         );
         with_pool!(self.db(), pool => {
@@ -102,8 +110,7 @@ impl Repo {
 
     /// The credentials of the user with this id.
     pub async fn credentials_by_id(&self, user_id: Uuid) -> RepoResult<Option<Credentials>> {
-        let sql =
-            format!("SELECT {USER_COLUMNS}, password_hash, disabled_at FROM users WHERE id = $1");
+        let sql = format!("SELECT {USER_COLUMNS}, {CREDENTIAL_COLUMNS} FROM users WHERE id = $1");
         with_pool!(self.db(), pool => {
             sqlx::query(&sql)
                 .bind(user_id)
@@ -206,7 +213,7 @@ impl Repo {
         limit: u32,
     ) -> RepoResult<Vec<(User, Option<DateTime<Utc>>)>> {
         let sql = format!(
-            "SELECT {USER_COLUMNS}, password_hash, disabled_at FROM users \
+            "SELECT {USER_COLUMNS}, {CREDENTIAL_COLUMNS} FROM users \
              WHERE username_normalized > $1 ORDER BY username_normalized LIMIT $2"
         );
         with_pool!(self.db(), pool => {

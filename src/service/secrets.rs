@@ -1,4 +1,4 @@
-//! The signing keys and server secrets in the database, sealed under the master key when
+//! The signing keys, server secrets and TOTP secrets in the database, sealed under the master key when
 //! there is one (`AUTHD_MASTER_KEY`, see [`crate::auth::sealing`]).
 //!
 //! At start, [`Vault::open`] first checks that every stored secret opens (or is in clear and
@@ -6,10 +6,11 @@
 //! anything is written, and never leads to new keys being generated over the stored ones.
 
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use crate::{
     auth::sealing::MasterKey,
-    domain::{StoredSecret, StoredSigningKey},
+    domain::{totp_row, StoredSecret, StoredSigningKey, StoredTotp},
     repo::{Repo, Resealed},
 };
 
@@ -41,7 +42,7 @@ impl Vault {
                     return Err(VaultError::MissingKey);
                 }
                 tracing::warn!(
-                    "AUTHD_MASTER_KEY is not set: signing keys and server secrets are stored in the database in clear"
+                    "AUTHD_MASTER_KEY is not set: signing keys, server secrets and TOTP secrets are stored in the database in clear"
                 );
             }
             Some(master) => {
@@ -66,7 +67,10 @@ impl Vault {
     async fn any_sealed(&self) -> anyhow::Result<bool> {
         let keys = self.repo.signing_keys().await?;
         let secrets = self.repo.server_secrets().await?;
-        Ok(keys.iter().any(|k| k.sealed) || secrets.iter().any(|s| s.sealed))
+        let factors = self.repo.totp_factors().await?;
+        Ok(keys.iter().any(|k| k.sealed)
+            || secrets.iter().any(|s| s.sealed)
+            || factors.iter().any(|f| f.sealed))
     }
 
     /// Opens every stored secret (those in clear as they are, the others with the current
@@ -82,6 +86,11 @@ impl Vault {
         let secrets = self
             .repo
             .server_secrets()
+            .await
+            .map_err(anyhow::Error::from)?;
+        let factors = self
+            .repo
+            .totp_factors()
             .await
             .map_err(anyhow::Error::from)?;
         let mut updates = Vec::new();
@@ -107,6 +116,17 @@ impl Vault {
                 });
             }
         }
+        for factor in &factors {
+            let clear = self.open_value(&factor.row(), &factor.secret, factor.sealed)?;
+            if !(only_clear && factor.sealed) {
+                updates.push(Resealed::TotpSecret {
+                    user_id: factor.user_id,
+                    was: &factor.secret,
+                    secret: new.seal(&factor.row(), &clear),
+                    sealed: true,
+                });
+            }
+        }
         if !updates.is_empty() {
             self.repo
                 .reseal(&updates)
@@ -120,6 +140,16 @@ impl Vault {
     /// many rows were sealed again.
     pub async fn rekey(&self, new: &MasterKey) -> Result<usize, VaultError> {
         self.reseal(new, false).await
+    }
+
+    /// A TOTP secret as stored, opened.
+    pub fn open_totp(&self, factor: &StoredTotp) -> Result<Vec<u8>, VaultError> {
+        self.open_value(&factor.row(), &factor.secret, factor.sealed)
+    }
+
+    /// A TOTP secret of `user_id` as it is to be stored, and whether that is sealed.
+    pub fn seal_totp(&self, user_id: Uuid, clear: Vec<u8>) -> (Vec<u8>, bool) {
+        self.seal_value(&totp_row(user_id), clear)
     }
 
     fn open_value(&self, row: &str, value: &[u8], sealed: bool) -> Result<Vec<u8>, VaultError> {

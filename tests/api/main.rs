@@ -13,6 +13,7 @@ mod hardening;
 mod load;
 mod login;
 mod logout;
+mod mfa;
 mod operations;
 mod refresh;
 mod register;
