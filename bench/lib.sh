@@ -62,3 +62,22 @@ refresh_load() {
         wrk -t1 -c"$conns" -d"${DURATION:-10}s" -s "$ROOT/bench/refresh.lua" "$base" \
         | grep '^WRK_RESULT' | sed "s/^WRK_RESULT/scenario=refresh driver=wrk-chain conns=$conns/"
 }
+
+# key_load BASE: the `me` scenario with an API key as the Bearer credential instead of an
+# access token (a new user, one key), wrk on core 1 after a warm-up. Prints one result line.
+key_load() {
+    local base=$1 user="benchkey$RANDOM" password="Bench-pass-12345" access key
+    curl -sf -o /dev/null -X POST "$base/users" -H 'Content-Type: application/json' \
+        -d "{\"username\": \"$user\", \"password\": \"$password\"}"
+    access=$(curl -sf -X POST "$base/token" --data-urlencode "username=$user" \
+        --data-urlencode "password=$password" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+    key=$(curl -sf -X POST "$base/users/me/api-keys" -H "Authorization: Bearer $access" \
+        -H 'Content-Type: application/json' -d '{"name": "bench"}' \
+        | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
+    [ -n "$key" ] || { echo "could not create an API key for the me-key scenario" >&2; return 1; }
+    TOKEN=$key BENCH_LUA_DIR="$BENCH/lua" taskset -c 1 \
+        wrk -t1 -c"${C_ME:-32}" -d"${WARMUP:-3}s" -s "$BENCH/lua/me.lua" "$base" > /dev/null
+    TOKEN=$key BENCH_LUA_DIR="$BENCH/lua" taskset -c 1 \
+        wrk -t1 -c"${C_ME:-32}" -d"${DURATION:-10}s" -s "$BENCH/lua/me.lua" "$base" \
+        | grep '^WRK_RESULT' | sed "s/^WRK_RESULT/scenario=me-key/"
+}

@@ -58,7 +58,7 @@ def main():
         if server.startswith("hello"):
             continue
         value = float(f["rps"])
-        if scenario in ("me", "mixed_me"):
+        if scenario in ("me", "me-key", "mixed_me"):
             ceiling, taken = hello_for(server, scenario)
             ratio, of = value / ceiling, f"hello-world ceiling ({ceiling:,.0f} req/s, {taken})"
         elif scenario in ("login", "register", "mixed_login"):

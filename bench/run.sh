@@ -11,7 +11,8 @@
 #   env:   BENCH_DIR   the harness (default ../shared/bench; run its setup.sh once)
 #          BENCH_PG    admin URL of a PostgreSQL where a scratch database may be created
 #                      (default postgres://postgres@127.0.0.1:5432/test; empty skips Postgres)
-#          SCENARIOS   scenarios (default "me login register refresh mixed")
+#          SCENARIOS   scenarios (default "me me-key login register refresh mixed"; me-key:
+#                      GET /users/me with an API key instead of an access token)
 #          plus the harness's own knobs (DURATION, WARMUP, POOL, C_ME, ...)
 set -euo pipefail
 
@@ -19,9 +20,12 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$(cd "${BENCH_DIR:-$ROOT/../shared/bench}" && pwd)
 OUT=${1:-$ROOT/target/bench/$(date -u +%Y%m%dT%H%M%SZ)}
 BENCH_PG=${BENCH_PG-postgres://postgres@127.0.0.1:5432/test}
-export SCENARIOS=${SCENARIOS:-"me login register refresh mixed"}
-# The harness runs every scenario but refresh, which has its own driver (bench/refresh.lua).
-HARNESS_SCENARIOS=$(for s in $SCENARIOS; do [ "$s" = refresh ] || printf '%s ' "$s"; done)
+export SCENARIOS=${SCENARIOS:-"me me-key login register refresh mixed"}
+# The harness runs every scenario but refresh, which has its own driver (bench/refresh.lua),
+# and me-key, which needs an API key (key_load in bench/lib.sh).
+HARNESS_SCENARIOS=$(for s in $SCENARIOS; do
+    [ "$s" = refresh ] || [ "$s" = me-key ] || printf '%s ' "$s"
+done)
 
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
@@ -106,6 +110,11 @@ run_authd() {
         mkdir -p "$OUT/authd-$name"
         "$PY" "$BENCH/client.py" setup "$base" "r$RANDOM" "${POOL:-200}" \
             "$OUT/authd-$name/users.txt" "$OUT/authd-$name/token.txt"
+    fi
+    if [[ " $SCENARIOS " == *" me-key "* ]]; then
+        hello_ceiling "before@authd-$name/me-key"
+        key_load "$base" | sed "s/^/server=authd-$name /" | tee -a "$OUT/lines.txt"
+        hello_ceiling "after@authd-$name/me-key"
     fi
     if [[ " $SCENARIOS " == *" refresh "* ]]; then
         refresh_load "$base" "$OUT/authd-$name/users.txt" | sed "s/^/server=authd-$name /" \
