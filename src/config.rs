@@ -37,6 +37,10 @@ pub struct Config {
     pub addr: SocketAddr,
     pub issuer: String,
     pub audience: String,
+    /// The base URL clients reach authd at, without a trailing slash: the endpoints named in
+    /// the discovery document (and the links of mails) start with it. `None`: the address
+    /// the server bound, over plain HTTP.
+    pub public_url: Option<String>,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
     pub session_max: Duration,
@@ -75,6 +79,7 @@ impl fmt::Debug for Config {
             .field("addr", &self.addr)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
+            .field("public_url", &self.public_url)
             .field("access_ttl", &self.access_ttl)
             .field("refresh_ttl", &self.refresh_ttl)
             .field("session_max", &self.session_max)
@@ -154,6 +159,17 @@ pub struct Settings {
         global = true
     )]
     audience: String,
+    /// Base URL clients reach authd at (behind a proxy, its public address); default
+    /// http://<AUTHD_ADDR>
+    #[arg(
+        long,
+        env = "AUTHD_PUBLIC_URL",
+        default_value = "",
+        hide_default_value = true,
+        hide_env_values = true,
+        global = true
+    )]
+    public_url: String,
     /// Access token lifetime, in seconds
     #[arg(
         long,
@@ -312,6 +328,27 @@ impl Settings {
     }
 }
 
+/// `AUTHD_PUBLIC_URL`: an http(s) URL with a host, and no query or fragment.
+fn parse_public_url(url: &str) -> Result<String, ConfigError> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let valid = rest.is_some_and(|rest| {
+        !rest.is_empty()
+            && !rest.starts_with('/')
+            && !rest.contains(['?', '#'])
+            && rest.bytes().all(|b| b.is_ascii_graphic())
+    });
+    if valid {
+        Ok(url.to_owned())
+    } else {
+        Err(ConfigError::new(
+            "AUTHD_PUBLIC_URL",
+            format!("{url:?} is not a URL like https://auth.example.com"),
+        ))
+    }
+}
+
 impl Config {
     /// Reads the process environment. Call [`load_dotenv`] first to honour a `.env` file.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -348,6 +385,10 @@ impl Config {
 
         let issuer = value("AUTHD_ISSUER", &s.issuer);
         let audience = value("AUTHD_AUDIENCE", &s.audience);
+        let public_url = match s.public_url.trim().trim_end_matches('/') {
+            "" => None,
+            url => Some(parse_public_url(url)?),
+        };
 
         let seconds = |variable: &'static str, given: &str, min: u64| {
             parse_seconds(variable, &value(variable, given), min)
@@ -458,6 +499,7 @@ impl Config {
             addr,
             issuer,
             audience,
+            public_url,
             access_ttl,
             refresh_ttl,
             session_max,
@@ -560,6 +602,9 @@ mod tests {
         assert_eq!(c.session_max, Duration::from_secs(7_776_000));
         assert_eq!(c.refresh_grace, Duration::from_secs(10));
         assert!(c.jwt_secret.is_none());
+        assert_eq!(c.public_url, None);
+        let c = config(&[("AUTHD_PUBLIC_URL", "https://auth.example.com/")]).unwrap();
+        assert_eq!(c.public_url.as_deref(), Some("https://auth.example.com"));
     }
 
     #[test]
@@ -577,6 +622,8 @@ mod tests {
             ("AUTHD_ACCESS_TTL_SECS", "0"),
             ("AUTHD_REFRESH_GRACE_SECS", "ten"),
             ("AUTHD_LOG_FORMAT", "xml"),
+            ("AUTHD_PUBLIC_URL", "auth.example.com"),
+            ("AUTHD_PUBLIC_URL", "https://auth.example.com/?x=1"),
         ] {
             let err = config(&[(name, value)]).unwrap_err();
             assert_eq!(err.setting, name, "{value}");

@@ -30,7 +30,7 @@ use crate::{
     http::{self, clients::Clients, HttpLimits},
     repo::Repo,
     service::{AuthService, Vault},
-    state::AppState,
+    state::{AppState, PublicUrl},
 };
 
 /// A bound, ready-to-serve authd. Tests build it on port 0 and read [`Application::addr`].
@@ -82,6 +82,13 @@ impl Application {
             state: AppState {
                 auth,
                 clients: Clients::new(config),
+                public_url: PublicUrl(
+                    config
+                        .public_url
+                        .clone()
+                        .unwrap_or_else(|| format!("http://{addr}"))
+                        .into(),
+                ),
             },
             repo,
             limits,

@@ -1,5 +1,7 @@
 //! Application state handed to every handler; no globals.
 
+use std::sync::Arc;
+
 use axum::extract::FromRef;
 
 use crate::{http::clients::Clients, service::AuthService};
@@ -8,4 +10,9 @@ use crate::{http::clients::Clients, service::AuthService};
 pub struct AppState {
     pub auth: AuthService,
     pub clients: Clients,
+    pub public_url: PublicUrl,
 }
+
+/// The base URL clients reach authd at (`AUTHD_PUBLIC_URL`), without a trailing slash.
+#[derive(Clone, Debug)]
+pub struct PublicUrl(pub Arc<str>);

@@ -1,9 +1,14 @@
-//! `POST /token`: the OAuth 2.0 token endpoint (RFC 6749 §4.3 password grant, §6 refresh).
+//! `POST /token`: the OAuth 2.0 token endpoint (RFC 6749 §4.3 password grant, §6 refresh),
+//! taking its parameters as a URL-encoded form (RFC 6749) or as `multipart/form-data` (what
+//! FastAPI accepts, and the tutorial's Postman walkthrough sends).
 
 use std::collections::HashMap;
 
 use axum::{
-    extract::{Request, State},
+    extract::{
+        multipart::{Multipart, MultipartError},
+        FromRequest, Request, State,
+    },
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::post,
@@ -14,7 +19,7 @@ use serde::Serialize;
 
 use super::{
     device::AuthCookies,
-    error::{no_store, OAuthError},
+    error::{no_store, ApiError, OAuthError},
     json::{has_content_type, read_body, ApiJson},
     ClientInfo,
 };
@@ -34,15 +39,19 @@ async fn token(
     cookies: AuthCookies,
     req: Request,
 ) -> Result<Response, OAuthError> {
-    if !has_content_type(req.headers(), |ct| {
+    let mut params = if has_content_type(req.headers(), |ct| {
         ct == "application/x-www-form-urlencoded"
     }) {
+        form_params(&read_body(req, &()).await?)?
+    } else if has_content_type(req.headers(), |ct| ct == "multipart/form-data") {
+        multipart_params(req).await?
+    } else {
         return Err(OAuthError::InvalidRequest(
-            "the token endpoint takes Content-Type: application/x-www-form-urlencoded".into(),
+            "the token endpoint takes Content-Type: application/x-www-form-urlencoded \
+             (or multipart/form-data)"
+                .into(),
         ));
-    }
-    let body = read_body(req, &()).await?;
-    let mut params = form_params(&body)?;
+    };
     let grant_type = params
         .remove("grant_type")
         .unwrap_or_else(|| "password".to_owned());
@@ -94,6 +103,41 @@ fn form_params(body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
             )));
         }
         params.insert(name, value);
+    }
+    Ok(params)
+}
+
+/// Decodes a `multipart/form-data` body, as FastAPI's `OAuth2PasswordRequestForm` accepts
+/// it: text fields only, none repeated, under the same body limit as any request.
+async fn multipart_params(req: Request) -> Result<HashMap<String, String>, OAuthError> {
+    let malformed = |e: MultipartError| -> OAuthError {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge.into()
+        } else {
+            OAuthError::InvalidRequest("the request body is not a valid multipart form".into())
+        }
+    };
+    let mut form = Multipart::from_request(req, &()).await.map_err(|_| {
+        OAuthError::InvalidRequest("the multipart form has no valid boundary".into())
+    })?;
+    let mut params = HashMap::new();
+    while let Some(field) = form.next_field().await.map_err(malformed)? {
+        let Some(name) = field.name().map(str::to_owned) else {
+            return Err(OAuthError::InvalidRequest(
+                "a multipart field has no name".into(),
+            ));
+        };
+        if field.file_name().is_some() {
+            return Err(OAuthError::InvalidRequest(format!(
+                "parameter {name:?} must be a text field, not a file"
+            )));
+        }
+        let value = field.text().await.map_err(malformed)?;
+        if params.insert(name.clone(), value).is_some() {
+            return Err(OAuthError::InvalidRequest(format!(
+                "parameter {name:?} is repeated"
+            )));
+        }
     }
     Ok(params)
 }

@@ -277,3 +277,62 @@ async fn impossible_login_names_are_a_plain_401_on_every_database() {
     }
     app.login("ivan", PASSWORD).await;
 }
+
+/// The tutorial's Postman walkthrough logs in with "Body (form-data)": multipart.
+#[tokio::test]
+async fn the_token_endpoint_takes_multipart_form_data_too() {
+    use reqwest::multipart::{Form, Part};
+    let app = spawn_app().await;
+    let name = unique_name("multi");
+    app.register_user(&name).await;
+    let send = |form: Form| app.client.post(app.url("/token")).multipart(form).send();
+    let form = || {
+        Form::new()
+            .text("username", name.clone())
+            .text("password", PASSWORD)
+    };
+
+    let r = send(form()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let pair: Value = r.json().await.unwrap();
+    let (access, _) = tokens(&pair);
+    assert_eq!(app.me(&access).await.status(), StatusCode::OK);
+
+    // The same refusals as a URL-encoded form.
+    let wrong = Form::new()
+        .text("username", name.clone())
+        .text("password", "not the password at all");
+    assert_invalid_grant(send(wrong).await.unwrap(), StatusCode::UNAUTHORIZED).await;
+    let cases = [
+        Form::new().text("username", name.clone()),
+        form().text("password", "again"),
+        form().part("scope", Part::bytes(b"x".to_vec()).file_name("scope.txt")),
+        form().text("grant_type", "client_credentials"),
+    ];
+    for (case, expected) in cases.into_iter().zip([
+        "invalid_request",
+        "invalid_request",
+        "invalid_request",
+        "unsupported_grant_type",
+    ]) {
+        let r = send(case).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], expected);
+    }
+    // A broken body, and one over the size limit.
+    let r = app
+        .client
+        .post(app.url("/token"))
+        .header("content-type", "multipart/form-data; boundary=xyz")
+        .body("--xyz\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\nab")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = send(form().text("padding", "x".repeat(20 * 1024)))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    app.stop().await;
+}

@@ -598,3 +598,81 @@ async fn an_operator_lists_disables_revokes_and_deletes_users_from_the_cli() {
     assert!(!ok && err.contains("no user"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }
+
+/// The discovery document names endpoints that work and keys and an algorithm that verify
+/// the tokens issued, under the same issuer.
+#[tokio::test]
+async fn the_discovery_document_matches_the_tokens_issued() {
+    for settings in [
+        vec![("AUTHD_ISSUER", "https://auth.example.com")],
+        vec![(
+            "AUTHD_JWT_SECRET",
+            "a-test-secret-of-at-least-thirty-two-bytes",
+        )],
+    ] {
+        let app = spawn_app_with(&settings).await;
+        let r = app.get("/.well-known/openid-configuration").await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["cache-control"], "public, max-age=60");
+        let doc: Value = r.json().await.unwrap();
+        let (_, pair) = app.new_session().await;
+        let (access, _) = tokens(&pair);
+        let claims = jwt_part(&access, 1);
+        let header = jwt_part(&access, 0);
+        assert_eq!(doc["issuer"], claims["iss"]);
+        assert_eq!(
+            doc["id_token_signing_alg_values_supported"],
+            json!([header["alg"]])
+        );
+        assert_eq!(
+            doc["grant_types_supported"],
+            json!(["password", "refresh_token"])
+        );
+
+        // The endpoints are absolute and on this server (AUTHD_PUBLIC_URL unset: the address).
+        let token_endpoint = doc["token_endpoint"].as_str().unwrap();
+        assert_eq!(token_endpoint, app.url("/token"));
+        let name = unique_name("disco");
+        app.register_user(&name).await;
+        let r = app
+            .client
+            .post(token_endpoint)
+            .form(&[("username", name.as_str()), ("password", PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let jwks: Value = app
+            .client
+            .get(doc["jwks_uri"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(jwks, app.jwks().await);
+        if header["alg"] == "EdDSA" {
+            assert!(jwks["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kid"] == header["kid"]));
+        }
+        app.stop().await;
+    }
+
+    let app = spawn_app_with(&[("AUTHD_PUBLIC_URL", "https://auth.example.com/")]).await;
+    let doc: Value = app
+        .get("/.well-known/openid-configuration")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["token_endpoint"], "https://auth.example.com/token");
+    assert_eq!(
+        doc["jwks_uri"],
+        "https://auth.example.com/.well-known/jwks.json"
+    );
+    app.stop().await;
+}
