@@ -1,15 +1,23 @@
-//! The operator's commands (`authd users ...`): straight to the repository, with no server
-//! running. Each opens the database (applying migrations), does one thing, and says what it
-//! did in one line.
+//! The operator's commands (`authd users ...`, `authd sessions ...`): straight to the
+//! repository, with no server running. Each opens the database (applying migrations), does
+//! one thing, and says what it did: in lines for people, or as one JSON document for
+//! scripts (`--json`).
 
 use anyhow::{bail, Context};
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Value};
 
 use crate::{
     config::Config,
-    domain::{EventKind, NewEvent, Username},
-    repo::Repo,
+    domain::{EventKind, NewEvent, User, Username},
+    repo::{Credentials, Repo},
 };
+
+/// What a command did: for people, and for scripts.
+pub struct Said {
+    pub text: String,
+    pub json: Value,
+}
 
 async fn open(config: &Config) -> anyhow::Result<Repo> {
     Repo::connect(config)
@@ -18,7 +26,7 @@ async fn open(config: &Config) -> anyhow::Result<Repo> {
 }
 
 /// The user called `name` (without regard to case), or an error naming it.
-async fn find(repo: &Repo, name: &str) -> anyhow::Result<crate::repo::Credentials> {
+async fn find(repo: &Repo, name: &str) -> anyhow::Result<Credentials> {
     let normalized = Username::parse(name)
         .map(|u| u.normalized())
         .map_err(|e| anyhow::anyhow!("{name:?} is not a username: {e}"))?;
@@ -28,10 +36,38 @@ async fn find(repo: &Repo, name: &str) -> anyhow::Result<crate::repo::Credential
     }
 }
 
+fn time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A user as scripts see it: the user object, and when it was disabled (`null` if not).
+fn user_json(user: &User, disabled_at: Option<DateTime<Utc>>) -> Value {
+    json!({
+        "id": user.id,
+        "username": user.username,
+        "email": user.email,
+        "full_name": user.full_name,
+        "created_at": time(user.created_at),
+        "disabled_at": disabled_at.map(time),
+    })
+}
+
+/// An event the operator caused (no client address or agent).
+fn operator_event(user_id: uuid::Uuid, kind: EventKind) -> NewEvent<'static> {
+    NewEvent {
+        user_id,
+        kind,
+        at: Utc::now(),
+        ip: None,
+        user_agent: None,
+    }
+}
+
 /// `users list`: one line per user, `id username email created_at [disabled]`.
-pub async fn list(config: &Config) -> anyhow::Result<Vec<String>> {
+pub async fn list(config: &Config) -> anyhow::Result<Said> {
     let repo = open(config).await?;
     let mut lines = Vec::new();
+    let mut users = Vec::new();
     let mut after = String::new();
     loop {
         let page = repo.list_users(&after, 500).await?;
@@ -43,102 +79,139 @@ pub async fn list(config: &Config) -> anyhow::Result<Vec<String>> {
                 user.id,
                 user.username,
                 user.email.as_deref().unwrap_or("-"),
-                user.created_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                time(user.created_at),
                 if disabled_at.is_some() {
                     " disabled"
                 } else {
                     ""
                 }
             ));
+            users.push(user_json(user, *disabled_at));
         }
     }
     repo.close().await;
-    Ok(lines)
+    Ok(Said {
+        text: lines.join("\n"),
+        json: Value::Array(users),
+    })
 }
 
 /// `users show NAME`.
-pub async fn show(config: &Config, name: &str) -> anyhow::Result<String> {
+pub async fn show(config: &Config, name: &str) -> anyhow::Result<Said> {
     let repo = open(config).await?;
     let creds = find(&repo, name).await?;
     let sessions = repo.live_sessions(creds.user.id, Utc::now()).await?.len();
     let keys = repo.api_keys(creds.user.id, Utc::now()).await?.len();
     repo.close().await;
     let u = &creds.user;
-    Ok(format!(
-        "id: {}\nusername: {}\nemail: {}\nfull_name: {}\ncreated_at: {}\ndisabled: {}\nTOTP: {}\nlive sessions: {sessions}\nlive API keys: {keys}",
-        u.id,
-        u.username,
-        u.email.as_deref().unwrap_or("-"),
-        u.full_name.as_deref().unwrap_or("-"),
-        u.created_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-        creds
-            .disabled_at
-            .map_or("no".to_owned(), |at| at.to_rfc3339_opts(SecondsFormat::Secs, true)),
-        if creds.totp { "on" } else { "off" },
-    ))
+    let mut json = user_json(u, creds.disabled_at);
+    json["totp_enabled"] = creds.totp.into();
+    json["live_sessions"] = sessions.into();
+    json["live_api_keys"] = keys.into();
+    Ok(Said {
+        text: format!(
+            "id: {}\nusername: {}\nemail: {}\nfull_name: {}\ncreated_at: {}\ndisabled: {}\nTOTP: {}\nlive sessions: {sessions}\nlive API keys: {keys}",
+            u.id,
+            u.username,
+            u.email.as_deref().unwrap_or("-"),
+            u.full_name.as_deref().unwrap_or("-"),
+            time(u.created_at),
+            creds.disabled_at.map_or("no".to_owned(), time),
+            if creds.totp { "on" } else { "off" },
+        ),
+        json,
+    })
 }
 
 /// `users disable NAME` / `users enable NAME`.
-pub async fn set_disabled(config: &Config, name: &str, disabled: bool) -> anyhow::Result<String> {
+pub async fn set_disabled(config: &Config, name: &str, disabled: bool) -> anyhow::Result<Said> {
     let repo = open(config).await?;
     let creds = find(&repo, name).await?;
-    repo.set_disabled(creds.user.id, disabled.then(Utc::now))
-        .await?;
+    let at = disabled.then(Utc::now);
+    repo.set_disabled(creds.user.id, at).await?;
     repo.close().await;
-    Ok(if disabled {
-        format!(
-            "{} disabled: its tokens and API keys are refused from the next request on",
-            creds.user.username
-        )
-    } else {
-        format!("{} enabled", creds.user.username)
+    let user = &creds.user.username;
+    Ok(Said {
+        text: if disabled {
+            format!("{user} disabled: its tokens and API keys are refused from the next request on")
+        } else {
+            format!("{user} enabled")
+        },
+        json: user_json(&creds.user, at),
     })
 }
 
 /// `users revoke NAME`: every session and API key of the user.
-pub async fn revoke(config: &Config, name: &str) -> anyhow::Result<String> {
+pub async fn revoke(config: &Config, name: &str) -> anyhow::Result<Said> {
     let repo = open(config).await?;
     let creds = find(&repo, name).await?;
     let (sessions, keys) = repo.revoke_everything(creds.user.id, Utc::now()).await?;
     repo.close().await;
-    Ok(format!(
-        "{}: {sessions} sessions ended, {keys} API keys revoked",
-        creds.user.username
-    ))
+    Ok(Said {
+        text: format!(
+            "{}: {sessions} sessions ended, {keys} API keys revoked",
+            creds.user.username
+        ),
+        json: json!({"username": creds.user.username, "sessions_ended": sessions, "api_keys_revoked": keys}),
+    })
+}
+
+/// `sessions revoke --user NAME`: every session of the user (its API keys stay).
+pub async fn revoke_sessions(config: &Config, name: &str) -> anyhow::Result<Said> {
+    let repo = open(config).await?;
+    let creds = find(&repo, name).await?;
+    let ended = repo
+        .revoke_user_sessions(
+            creds.user.id,
+            "revoked_by_operator",
+            Utc::now(),
+            &operator_event(creds.user.id, EventKind::SessionRevoked),
+        )
+        .await?;
+    repo.close().await;
+    Ok(Said {
+        text: format!(
+            "{}: {ended} sessions ended; their access tokens are refused from the next request on",
+            creds.user.username
+        ),
+        json: json!({"username": creds.user.username, "sessions_ended": ended}),
+    })
 }
 
 /// `users mfa-off NAME`: turns the user's TOTP off without a code, for an owner who lost
 /// both the app and the recovery codes (recorded as `mfa_disabled`).
-pub async fn mfa_off(config: &Config, name: &str) -> anyhow::Result<String> {
+pub async fn mfa_off(config: &Config, name: &str) -> anyhow::Result<Said> {
     let repo = open(config).await?;
     let creds = find(&repo, name).await?;
-    let event = NewEvent {
-        user_id: creds.user.id,
-        kind: EventKind::MfaDisabled,
-        at: Utc::now(),
-        ip: None,
-        user_agent: None,
-    };
-    let removed = repo.remove_totp(creds.user.id, &event).await?;
-    repo.close().await;
-    Ok(if removed {
-        format!(
-            "{}: TOTP off, recovery codes deleted; the password alone logs in",
-            creds.user.username
+    let removed = repo
+        .remove_totp(
+            creds.user.id,
+            &operator_event(creds.user.id, EventKind::MfaDisabled),
         )
-    } else {
-        format!("{}: TOTP was not on", creds.user.username)
+        .await?;
+    repo.close().await;
+    let user = &creds.user.username;
+    Ok(Said {
+        text: if removed {
+            format!("{user}: TOTP off, recovery codes deleted; the password alone logs in")
+        } else {
+            format!("{user}: TOTP was not on")
+        },
+        json: json!({"username": user, "totp_was_on": removed}),
     })
 }
 
 /// `users delete NAME`: the user and everything of it.
-pub async fn delete(config: &Config, name: &str) -> anyhow::Result<String> {
+pub async fn delete(config: &Config, name: &str) -> anyhow::Result<Said> {
     let repo = open(config).await?;
     let creds = find(&repo, name).await?;
     repo.delete_user(creds.user.id).await?;
     repo.close().await;
-    Ok(format!(
-        "{} deleted, with its sessions, tokens, API keys and second factor",
-        creds.user.username
-    ))
+    Ok(Said {
+        text: format!(
+            "{} deleted, with its sessions, tokens, API keys and second factor",
+            creds.user.username
+        ),
+        json: json!({"username": creds.user.username, "deleted": true}),
+    })
 }

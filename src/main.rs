@@ -72,8 +72,30 @@ enum Command {
     },
     /// Manage accounts (no server needs to run).
     Users {
+        /// Print one JSON document instead of lines for people
+        #[arg(long, global = true)]
+        json: bool,
         #[command(subcommand)]
         command: UsersCommand,
+    },
+    /// Manage sessions (no server needs to run).
+    Sessions {
+        /// Print one JSON document instead of lines for people
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// End every session of a user: its access tokens are refused from the next request
+    /// on, on every replica, and its refresh tokens stop working (API keys stay).
+    Revoke {
+        /// The user's name
+        #[arg(long, value_name = "NAME")]
+        user: String,
     },
 }
 
@@ -105,6 +127,15 @@ enum KeysCommand {
         #[arg(long, value_name = "FILE")]
         new_key_file: std::path::PathBuf,
     },
+}
+
+/// Prints what an operator's command did, for people or (`json`) for scripts.
+fn print_said(said: &admin::Said, json: bool) {
+    if json {
+        println!("{}", said.json);
+    } else if !said.text.is_empty() {
+        println!("{}", said.text);
+    }
 }
 
 fn main() -> ExitCode {
@@ -147,9 +178,18 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Healthcheck => startup::healthcheck(config.addr).await,
-            Command::Users { command } => {
+            Command::Sessions { json, command } => {
                 let said = match command {
-                    UsersCommand::List => admin::list(&config).await?.join("\n"),
+                    SessionsCommand::Revoke { user } => {
+                        admin::revoke_sessions(&config, &user).await?
+                    }
+                };
+                print_said(&said, json);
+                Ok(())
+            }
+            Command::Users { json, command } => {
+                let said = match command {
+                    UsersCommand::List => admin::list(&config).await?,
                     UsersCommand::Show { username } => admin::show(&config, &username).await?,
                     UsersCommand::Disable { username } => {
                         admin::set_disabled(&config, &username, true).await?
@@ -161,9 +201,7 @@ fn main() -> ExitCode {
                     UsersCommand::MfaOff { username } => admin::mfa_off(&config, &username).await?,
                     UsersCommand::Delete { username } => admin::delete(&config, &username).await?,
                 };
-                if !said.is_empty() {
-                    println!("{said}");
-                }
+                print_said(&said, json);
                 Ok(())
             }
             Command::Keys {

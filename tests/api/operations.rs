@@ -676,3 +676,75 @@ async fn the_discovery_document_matches_the_tokens_issued() {
     );
     app.stop().await;
 }
+
+/// `authd sessions revoke --user` ends the sessions and leaves the keys; a disabled user can
+/// neither log in nor refresh, and its live access token is refused at once; `--json` prints
+/// what scripts read.
+#[tokio::test]
+async fn an_operator_revokes_sessions_and_scripts_read_json() {
+    let app = spawn_app().await;
+    let (name, pair) = app.new_session().await;
+    let (access, refresh) = tokens(&pair);
+    let key: Value = app
+        .client
+        .post(app.url("/users/me/api-keys"))
+        .bearer_auth(&access)
+        .json(&json!({"name": "k"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = key["key"].as_str().unwrap().to_owned();
+    let run = |args: &[&str]| {
+        let out = authd()
+            .env("DATABASE_URL", &app.db.url)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    let said: Value =
+        serde_json::from_str(&run(&["sessions", "revoke", "--user", &name, "--json"])).unwrap();
+    assert_eq!(said["sessions_ended"], 1);
+    assert_eq!(app.me(&access).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.refresh(&refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.me(&key).await.status(), StatusCode::OK, "API keys stay");
+    assert!(run(&["sessions", "revoke", "--user", &name]).contains("0 sessions ended"));
+
+    let listed: Value = serde_json::from_str(&run(&["users", "list", "--json"])).unwrap();
+    let me = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == name.as_str())
+        .unwrap();
+    assert!(me["id"].is_string() && me["disabled_at"].is_null());
+
+    // Disabled: the live token, the refresh token and the password are all refused.
+    let pair = app.login(&name, PASSWORD).await;
+    let (access, refresh) = tokens(&pair);
+    let said: Value = serde_json::from_str(&run(&["users", "--json", "disable", &name])).unwrap();
+    assert!(said["disabled_at"].is_string());
+    assert_eq!(app.me(&access).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.refresh(&refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let login = [("username", name.as_str()), ("password", PASSWORD)];
+    assert_eq!(app.token(&login).await.status(), StatusCode::UNAUTHORIZED);
+    let shown: Value = serde_json::from_str(&run(&["users", "show", &name, "--json"])).unwrap();
+    assert!(shown["disabled_at"].is_string());
+    assert_eq!(shown["totp_enabled"], false);
+    app.stop().await;
+}
