@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::{
     batch,
     events::{execute_recording, insert_event},
-    rows, with_pool, Db, Repo, RepoResult,
+    rows, with_pool, Repo, RepoResult,
 };
 use crate::domain::{NewEvent, User};
 
@@ -50,6 +50,27 @@ pub(super) const KEY_USER: &str =
     "SELECT k.id, k.last_used_at, k.expires_at, u.id, u.username, u.email, u.full_name, u.created_at \
      FROM api_keys k JOIN users u ON u.id = k.user_id \
      WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND u.disabled_at IS NULL";
+
+/// [`KEY_USER`] for a group of hashes on PostgreSQL, each row led by its hash
+/// ([`rows::hashed_key_user`]).
+const KEY_USERS: &str =
+    "SELECT k.key_hash, k.id, k.last_used_at, k.expires_at, u.id, u.username, u.email, u.full_name, u.created_at \
+     FROM api_keys k JOIN users u ON u.id = k.user_id \
+     WHERE k.key_hash = ANY($1) AND k.revoked_at IS NULL AND u.disabled_at IS NULL";
+
+/// The live keys among `hashes` with their users, on `executor` (a check connection).
+pub(super) async fn pg_key_users<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    hashes: &[Vec<u8>],
+) -> RepoResult<Vec<(Vec<u8>, KeyUser)>> {
+    sqlx::query(KEY_USERS)
+        .bind(hashes)
+        .fetch_all(executor)
+        .await?
+        .iter()
+        .map(rows::hashed_key_user)
+        .collect()
+}
 
 /// The columns [`rows::api_key_info`] reads.
 const INFO_COLUMNS: &str = "id, name, prefix, created_at, last_used_at, expires_at";
@@ -132,22 +153,14 @@ impl Repo {
     }
 
     /// The live key with this hash and its enabled user; read on every request that presents
-    /// a key, so that a revocation holds at once on every replica. On SQLite concurrent
-    /// checks are grouped onto the direct read connections, as the session checks are.
+    /// a key, so that a revocation holds at once on every replica. Concurrent checks are
+    /// grouped as the session checks are (see `super::checks`).
     pub async fn api_key_user(
         &self,
         key_hash: [u8; 32],
         now: DateTime<Utc>,
     ) -> RepoResult<Option<KeyUser>> {
-        let found = match self.db() {
-            Db::Sqlite(_) => batch::ask(self.key_checks(), key_hash).await?,
-            Db::Postgres(pool) => sqlx::query(KEY_USER)
-                .bind(&key_hash[..])
-                .fetch_optional(pool)
-                .await?
-                .map(|row| rows::key_user(&row))
-                .transpose()?,
-        };
+        let found = batch::ask(self.key_checks(), key_hash).await?;
         Ok(found.filter(|key| key.expires_at.is_none_or(|at| at > now)))
     }
 

@@ -62,11 +62,31 @@ pub fn start_sqlite(readers: Arc<SqliteReaders>) -> Queue {
 }
 
 /// Starts the dispatcher for PostgreSQL.
-pub fn start_postgres(checkers: PgCheckers) -> Queue {
-    let checkers = Arc::new(checkers);
+pub fn start_postgres(checkers: Arc<PgCheckers>) -> Queue {
     batch::start(PG_IN_FLIGHT, move |checks| {
         answer_postgres(checkers.clone(), checks)
     })
+}
+
+/// Starts the API-key dispatcher for PostgreSQL, on the same check connections.
+pub fn start_postgres_keys(checkers: Arc<PgCheckers>) -> KeyQueue {
+    batch::start(PG_IN_FLIGHT, move |checks| {
+        answer_postgres_keys(checkers.clone(), checks)
+    })
+}
+
+async fn answer_postgres_keys(checkers: Arc<PgCheckers>, checks: Vec<KeyCheck>) {
+    let (hashes, _) = distinct(checks.iter().map(|c| c.query));
+    let hashes: Vec<Vec<u8>> = hashes.iter().map(|h| h.to_vec()).collect();
+    match checkers.key_users(&hashes).await {
+        Ok(rows) => {
+            let by_hash: HashMap<Vec<u8>, KeyUser> = rows.into_iter().collect();
+            for check in checks {
+                let _ = check.reply.send(Ok(by_hash.get(&check.query[..]).cloned()));
+            }
+        }
+        Err(err) => batch::fail_all(checks, &err, "API key check"),
+    }
 }
 
 /// Checks of the same session in one group (a client's concurrent requests with one access

@@ -57,8 +57,8 @@ struct Inner {
     /// Direct read connections to the SQLite file; `None` on PostgreSQL.
     readers: Option<Arc<SqliteReaders>>,
     checks: checks::Queue,
-    /// The grouped API-key checks; SQLite only (PostgreSQL reads each through the pool).
-    key_checks: Option<checks::KeyQueue>,
+    /// The grouped API-key checks.
+    key_checks: checks::KeyQueue,
     rotations: rotations::Queue,
 }
 
@@ -84,7 +84,7 @@ use with_pool;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// PostgreSQL connections in the pool, besides the session checkers' own.
 const PG_POOL: u32 = 16;
-/// PostgreSQL connections kept for the session checks.
+/// PostgreSQL connections kept for the session and API-key checks.
 const PG_CHECKERS: usize = 2;
 
 impl Repo {
@@ -103,7 +103,7 @@ impl Repo {
                 let readers = Arc::new(SqliteReaders::open(options.get_filename(), threads)?);
                 let checks = checks::start_sqlite(readers.clone());
                 let key_checks = checks::start_sqlite_keys(readers.clone());
-                (db, Some(readers), checks, Some(key_checks))
+                (db, Some(readers), checks, key_checks)
             }
             Backend::Postgres => {
                 let options = PgConnectOptions::from_str(url)?;
@@ -114,8 +114,10 @@ impl Repo {
                     .await?;
                 let db = Db::Postgres(pool);
                 migrate(&db).await?;
-                let checks = checks::start_postgres(PgCheckers::new(options, PG_CHECKERS));
-                (db, None, checks, None)
+                let checkers = Arc::new(PgCheckers::new(options, PG_CHECKERS));
+                let checks = checks::start_postgres(checkers.clone());
+                let key_checks = checks::start_postgres_keys(checkers);
+                (db, None, checks, key_checks)
             }
         };
         Ok(Self {
@@ -179,12 +181,8 @@ impl Repo {
             .expect("a SQLite repository has direct readers")
     }
 
-    /// The API-key dispatcher; only called on SQLite, where it always exists.
     fn key_checks(&self) -> &checks::KeyQueue {
-        self.inner
-            .key_checks
-            .as_ref()
-            .expect("a SQLite repository has an API-key dispatcher")
+        &self.inner.key_checks
     }
 
     fn checks(&self) -> &checks::Queue {

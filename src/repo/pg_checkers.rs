@@ -1,16 +1,55 @@
-//! Dedicated PostgreSQL connections for the per-request session check.
+//! Dedicated PostgreSQL connections for the per-request checks of sessions and API keys.
 //!
 //! Through the pool, each group of checks would cost three round trips: sqlx pings a
 //! connection when it is acquired and again when it is released, around the one query that
-//! matters. These connections belong to the session-check dispatcher alone and are used as
-//! they are. One that fails or times out is dropped, and the next group opens a new one.
+//! matters. These connections belong to the check dispatchers alone and are used as they
+//! are. One that fails or times out is dropped, and the next group opens a new one.
 
 use sqlx::{postgres::PgConnectOptions, ConnectOptions, PgConnection};
 use tokio::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
 
-use super::{batch, sessions::pg_session_users, RepoResult};
+use super::{
+    api_keys::{pg_key_users, KeyUser},
+    batch,
+    sessions::pg_session_users,
+    RepoResult,
+};
 use crate::domain::User;
+
+/// Runs `$read` with `$connection` bound to one of `$checkers`' connections (opened if
+/// needed) under the statement timeout. A connection that fails, or is left mid-statement,
+/// is dropped. A kept connection that fails at once (the server closed it since: a restart,
+/// a failover, an administrator's `pg_terminate_backend`) is replaced and the read made once
+/// more: a read changes nothing, so repeating it is safe.
+macro_rules! on_checker {
+    ($checkers:expr, $connection:ident => $read:expr) => {{
+        let checkers: &PgCheckers = $checkers;
+        let mut slot = checkers.slot().await;
+        let mut kept = slot.is_some();
+        loop {
+            let work = async {
+                let $connection = match slot.as_mut() {
+                    Some(connection) => connection,
+                    None => slot.insert(checkers.options.connect().await?),
+                };
+                $read.await
+            };
+            let result = batch::with_timeout(work).await;
+            match result {
+                Err(e) => {
+                    *slot = None;
+                    if kept && !e.timed_out() {
+                        kept = false;
+                        continue;
+                    }
+                    break Err(e);
+                }
+                ok => break ok,
+            }
+        }
+    }};
+}
 
 pub struct PgCheckers {
     options: PgConnectOptions,
@@ -37,35 +76,12 @@ impl PgCheckers {
     }
 
     /// The live sessions among `session_ids`, with their owners, on one of these connections.
-    /// A kept connection that fails at once (the server closed it since: a restart, a
-    /// failover, an administrator's `pg_terminate_backend`) is replaced and the read made
-    /// once more: a read changes nothing, so repeating it is safe.
     pub async fn session_users(&self, session_ids: &[Uuid]) -> RepoResult<Vec<(Uuid, User)>> {
-        let mut slot = self.slot().await;
-        let kept = slot.is_some();
-        match self.read(&mut slot, session_ids).await {
-            Err(e) if kept && !e.timed_out() => self.read(&mut slot, session_ids).await,
-            result => result,
-        }
+        on_checker!(self, connection => pg_session_users(connection, session_ids))
     }
 
-    async fn read(
-        &self,
-        slot: &mut Option<PgConnection>,
-        session_ids: &[Uuid],
-    ) -> RepoResult<Vec<(Uuid, User)>> {
-        let work = async {
-            let connection = match slot.as_mut() {
-                Some(connection) => connection,
-                None => slot.insert(self.options.connect().await?),
-            };
-            pg_session_users(connection, session_ids).await
-        };
-        let result = batch::with_timeout(work).await;
-        if result.is_err() {
-            // A connection that failed, or was left mid-statement, is not used again.
-            *slot = None;
-        }
-        result
+    /// The live API keys among `hashes`, each with its hash and enabled user.
+    pub async fn key_users(&self, hashes: &[Vec<u8>]) -> RepoResult<Vec<(Vec<u8>, KeyUser)>> {
+        on_checker!(self, connection => pg_key_users(connection, hashes))
     }
 }

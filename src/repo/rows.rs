@@ -175,6 +175,11 @@ pub(super) fn server_secret(row: &impl Columns) -> RepoResult<StoredSecret> {
     })
 }
 
+/// `k.key_hash`, then what [`key_user`] reads: a key found among several by its hash.
+pub(super) fn hashed_key_user(row: &sqlx::postgres::PgRow) -> RepoResult<(Vec<u8>, KeyUser)> {
+    Ok((row.bytes(0)?, key_user_from(row, 1)?))
+}
+
 /// `id, name, prefix, created_at, last_used_at, expires_at` of `api_keys`.
 pub(super) fn api_key_info(row: &impl Columns) -> RepoResult<ApiKeyInfo> {
     Ok(ApiKeyInfo {
@@ -189,11 +194,15 @@ pub(super) fn api_key_info(row: &impl Columns) -> RepoResult<ApiKeyInfo> {
 
 /// `k.id, k.last_used_at, k.expires_at`, then [`USER_COLUMNS`]: an API key and its user.
 pub(super) fn key_user(row: &impl Columns) -> RepoResult<KeyUser> {
+    key_user_from(row, 0)
+}
+
+fn key_user_from(row: &impl Columns, at: usize) -> RepoResult<KeyUser> {
     Ok(KeyUser {
-        key_id: row.uuid(0)?,
-        last_used_at: row.opt_time(1)?,
-        expires_at: row.opt_time(2)?,
-        user: user(row, 3)?,
+        key_id: row.uuid(at)?,
+        last_used_at: row.opt_time(at + 1)?,
+        expires_at: row.opt_time(at + 2)?,
+        user: user(row, at + 3)?,
     })
 }
 
