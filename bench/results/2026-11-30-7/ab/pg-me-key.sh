@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# usage: pgkey.sh BINARY LABEL : /users/me with a token and with an API key on a scratch PG db
+# usage: BENCH_DIR=<harness> pg-me-key.sh BINARY LABEL : /users/me with a token and with an API key on a scratch PG db
 set -e
 BIN=$1; LABEL=$2
 db="authd_pgkey_$RANDOM"
@@ -13,8 +13,8 @@ access=$(curl -sf -X POST http://127.0.0.1:8000/token -d username=loadtest --dat
 key=$(curl -sf -X POST http://127.0.0.1:8000/users/me/api-keys -H "Authorization: Bearer $access" -H 'Content-Type: application/json' -d '{"name":"b"}' | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
 for what in token key; do
   if [ $what = token ]; then t=$access; else t=$key; fi
-  TOKEN=$t BENCH_LUA_DIR=/work/benchcopy/lua taskset -c 1 wrk -t1 -c32 -d2s -s /work/benchcopy/lua/me.lua http://127.0.0.1:8000 >/dev/null
-  TOKEN=$t BENCH_LUA_DIR=/work/benchcopy/lua taskset -c 1 wrk -t1 -c32 -d6s -s /work/benchcopy/lua/me.lua http://127.0.0.1:8000 | grep WRK_RESULT | sed "s/^WRK_RESULT/label=$LABEL credential=$what/"
+  TOKEN=$t BENCH_LUA_DIR=$BENCH_DIR/lua taskset -c 1 wrk -t1 -c32 -d2s -s $BENCH_DIR/lua/me.lua http://127.0.0.1:8000 >/dev/null
+  TOKEN=$t BENCH_LUA_DIR=$BENCH_DIR/lua taskset -c 1 wrk -t1 -c32 -d6s -s $BENCH_DIR/lua/me.lua http://127.0.0.1:8000 | grep WRK_RESULT | sed "s/^WRK_RESULT/label=$LABEL credential=$what/"
 done
 kill $pid; wait $pid 2>/dev/null || true
 psql postgres://postgres@127.0.0.1:5432/test -qc "DROP DATABASE $db WITH (FORCE)"
