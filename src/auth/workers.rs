@@ -91,13 +91,25 @@ fn work(receiver: &Mutex<Receiver<Job>>) {
     }
 }
 
-/// Raises this thread's nice value so that, when the cores are busy hashing, the scheduler
-/// still prefers the async workers that answer cheap requests.
+/// The hashing threads' nice value. With the cores saturated by logins and cheap requests
+/// at once, the scheduler shares each core by the threads' weights: at nice 10 the async
+/// workers kept nearly all of it and logins starved; at 0 the cheap requests lost half
+/// their rate. At 1, each kept about half of what it has alone (BENCHMARKS.md, ledger).
+#[cfg(target_os = "linux")]
+const HASHING_NICE: libc::c_int = 1;
+
+/// Marks this thread as a hashing thread for the scheduler: a slightly lower priority
+/// ([`HASHING_NICE`]) and the batch policy (`SCHED_BATCH`: CPU-bound, not interactive, so it
+/// preempts less on waking and is preempted less often: fewer switches between a hash and
+/// the requests around it).
 fn lower_priority() {
     #[cfg(target_os = "linux")]
-    // SAFETY: setpriority only reads its integer arguments; `who = 0` is the calling thread.
+    // SAFETY: both calls only read their arguments (`param` lives across the call); `0`
+    // names the calling thread.
     unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+        libc::setpriority(libc::PRIO_PROCESS, 0, HASHING_NICE);
+        let param = libc::sched_param { sched_priority: 0 };
+        libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
     }
 }
 
