@@ -125,6 +125,23 @@ mod tests {
         assert_eq!(pool.run(|| 6 * 7).await, Ok(42));
     }
 
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn jobs_run_at_the_hashing_priority_under_the_batch_policy() {
+        let pool = CpuPool::new(1, 1).unwrap();
+        // SAFETY: both calls only read their arguments; `0` names the calling thread.
+        let (nice, policy) = pool
+            .run(|| unsafe {
+                (
+                    libc::getpriority(libc::PRIO_PROCESS, 0),
+                    libc::sched_getscheduler(0),
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!((nice, policy), (HASHING_NICE, libc::SCHED_BATCH));
+    }
+
     #[tokio::test]
     async fn refuses_at_once_beyond_workers_plus_queue() {
         let pool = CpuPool::new(1, 2).unwrap();
