@@ -127,6 +127,16 @@ enum KeysCommand {
         #[arg(long, value_name = "FILE")]
         new_key_file: std::path::PathBuf,
     },
+    /// The stored signing keys: kid, algorithm, created, retired, and which one signs.
+    List {
+        /// Print one JSON document instead of lines for people
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a new Ed25519 key the one that signs. Tokens signed by the old one keep
+    /// verifying until they expire; every running replica signs with the new key within a
+    /// minute, without a restart.
+    Rotate,
 }
 
 /// Prints what an operator's command did, for people or (`json`) for scripts.
@@ -202,6 +212,51 @@ fn main() -> ExitCode {
                     UsersCommand::Delete { username } => admin::delete(&config, &username).await?,
                 };
                 print_said(&said, json);
+                Ok(())
+            }
+            Command::Keys {
+                command: KeysCommand::List { json },
+            } => {
+                let keys = startup::list_keys(&config).await?;
+                if json {
+                    let keys: Vec<_> = keys
+                        .iter()
+                        .map(|k| {
+                            serde_json::json!({
+                                "kid": k.kid,
+                                "algorithm": k.algorithm,
+                                "created_at": k.created_at,
+                                "retired_at": k.retired_at,
+                                "current": k.current,
+                            })
+                        })
+                        .collect();
+                    println!("{}", serde_json::Value::Array(keys));
+                } else {
+                    for k in &keys {
+                        let time = |at: chrono::DateTime<chrono::Utc>| {
+                            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                        };
+                        println!(
+                            "{} {} created {} {}",
+                            k.kid,
+                            k.algorithm,
+                            time(k.created_at),
+                            match k.retired_at {
+                                _ if k.current => "current".to_owned(),
+                                Some(at) => format!("retired {}", time(at)),
+                                None => "retired".to_owned(),
+                            }
+                        );
+                    }
+                }
+                Ok(())
+            }
+            Command::Keys {
+                command: KeysCommand::Rotate,
+            } => {
+                let kid = startup::rotate_keys(&config).await?;
+                println!("{kid} now signs new access tokens; running replicas pick it up within a minute");
                 Ok(())
             }
             Command::Keys {

@@ -3,7 +3,10 @@
 //! credential code ([`crate::auth`]). It knows nothing of HTTP: its answers are values and
 //! an [`Error`], which `src/http/` turns into statuses and messages.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -259,7 +262,11 @@ pub struct AuthService {
 struct Inner {
     repo: Repo,
     hasher: PasswordHasher,
-    keys: TokenKeys,
+    /// The signing and verifying keys; replaced when a rotation is picked up
+    /// ([`AuthService::reload_keys`]).
+    keys: RwLock<Arc<TokenKeys>>,
+    /// The keys are Ed25519 keys kept in the database (not `AUTHD_JWT_SECRET`'s HS256).
+    stored_keys: bool,
     derivation_key: DerivationKey,
     device_key: DeviceKey,
     csrf_key: CsrfKey,
@@ -283,6 +290,7 @@ impl AuthService {
     ) -> Result<Self, VaultError> {
         let now = clock.now();
         let vault = Vault::open(repo.clone(), config.master_key.clone()).await?;
+        let policy = TokenPolicy::from_config(config);
         let keys = match &config.jwt_secret {
             Some(secret) => TokenKeys::hs256(
                 secret.expose_secret().as_bytes(),
@@ -293,7 +301,7 @@ impl AuthService {
                 let stored = vault
                     .signing_keys_or_insert(TokenKeys::generate_ed25519(now)?)
                     .await?;
-                TokenKeys::ed25519(&stored, &config.issuer, &config.audience)?
+                verification_keys(&stored, now, &policy, &config.issuer, &config.audience)?
             }
         };
         let random_key = || DeviceKey::generate().to_vec();
@@ -313,21 +321,59 @@ impl AuthService {
             inner: Arc::new(Inner {
                 repo,
                 hasher,
-                keys,
+                keys: RwLock::new(Arc::new(keys)),
+                stored_keys: config.jwt_secret.is_none(),
                 derivation_key: DerivationKey::from_bytes(&derivation_key)?,
                 device_key: DeviceKey::from_bytes(&device_key)?,
                 csrf_key: CsrfKey::from_bytes(&csrf_key)?,
                 pseudonyms: PseudonymKey::from_bytes(&pseudonyms)?,
                 vault,
                 totp_issuer: totp::issuer_label(&config.issuer),
-                policy: TokenPolicy::from_config(config),
+                policy,
                 clock,
             }),
         })
     }
 
-    pub fn keys(&self) -> &TokenKeys {
-        &self.inner.keys
+    /// The keys in force now.
+    pub fn keys(&self) -> Arc<TokenKeys> {
+        match self.inner.keys.read() {
+            Ok(keys) => keys.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Reads the stored signing keys again and puts them in force if they changed: a key
+    /// made active by `authd keys rotate` on any replica signs from now on, and keys retired
+    /// longer ago than the access-token lifetime stop verifying (and leave the JWK set).
+    /// Returns whether anything changed. Run every [`KEY_RELOAD_INTERVAL`].
+    pub async fn reload_keys(&self) -> Result<bool, Error> {
+        if !self.inner.stored_keys {
+            return Ok(false);
+        }
+        let stored = self
+            .inner
+            .vault
+            .signing_keys()
+            .await
+            .map_err(|e| Error::Internal(e.into()))?;
+        let current = self.keys();
+        let fresh = verification_keys(
+            &stored,
+            self.now(),
+            &self.inner.policy,
+            current.issuer(),
+            current.audience(),
+        )?;
+        if fresh.same_keys_as(&current) {
+            return Ok(false);
+        }
+        let mut keys = match self.inner.keys.write() {
+            Ok(keys) => keys,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *keys = Arc::new(fresh);
+        Ok(true)
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -997,8 +1043,7 @@ impl AuthService {
     /// Checks an access token and that its session is still live.
     async fn authenticate_access_token(&self, access_token: &str) -> Result<Authenticated, Error> {
         let claims = self
-            .inner
-            .keys
+            .keys()
             .verify(access_token, self.now().timestamp())
             .map_err(|e| {
                 Error::AccessTokenRefused(match e {
@@ -1026,7 +1071,7 @@ impl AuthService {
         refresh: &RefreshToken,
         idle_expires_at: DateTime<Utc>,
     ) -> anyhow::Result<TokenPair> {
-        let keys = &self.inner.keys;
+        let keys = self.keys();
         // An access token never outlives its session.
         let exp = (now + self.inner.policy.access_ttl).min(session.expires_at);
         let claims = AccessClaims {
@@ -1090,6 +1135,28 @@ fn judge(record: &RefreshRecord, now: DateTime<Utc>, grace: Duration) -> Judgeme
     } else {
         Judgement::Reused
     }
+}
+
+/// How often every replica reads the signing keys again, so that a rotation is in force
+/// everywhere within a minute.
+pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The stored keys that sign or still verify at `now`: the active one, and those retired
+/// within the access-token lifetime.
+fn verification_keys(
+    stored: &[crate::domain::StoredSigningKey],
+    now: DateTime<Utc>,
+    policy: &TokenPolicy,
+    issuer: &str,
+    audience: &str,
+) -> anyhow::Result<TokenKeys> {
+    let lifetime = TimeDelta::from_std(policy.access_ttl).unwrap_or(TimeDelta::MAX);
+    let in_force: Vec<_> = stored
+        .iter()
+        .filter(|key| key.verifies_at(now, lifetime))
+        .cloned()
+        .collect();
+    TokenKeys::ed25519(&in_force, issuer, audience)
 }
 
 /// Consecutive failed logins allowed before a login name (or device) is throttled.

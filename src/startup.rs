@@ -29,7 +29,7 @@ use crate::{
     domain::Password,
     http::{self, clients::Clients, HttpLimits},
     repo::Repo,
-    service::{AuthService, Vault},
+    service::{AuthService, Vault, KEY_RELOAD_INTERVAL},
     state::{AppState, PublicUrl},
 };
 
@@ -127,6 +127,7 @@ impl Application {
         } = self;
         state.clients.spawn_pruning(Duration::from_secs(60));
         let housekeeping = tokio::spawn(housekeeping(state.auth.clone()));
+        let key_reload = tokio::spawn(reload_keys(state.auth.clone()));
         let app = http::router(state, &limits);
 
         let mut http = hyper::server::conn::http1::Builder::new();
@@ -170,6 +171,7 @@ impl Application {
             tracing::warn!("in-flight requests still running after the grace period; closing");
         }
         housekeeping.abort();
+        key_reload.abort();
         repo.close().await;
         tracing::info!("authd stopped");
         Ok(())
@@ -186,11 +188,79 @@ async fn housekeeping(auth: AuthService) {
                 sessions = pruned.sessions,
                 attempt_counts = pruned.attempt_counts,
                 events = pruned.events,
+                mfa_challenges = pruned.mfa_challenges,
                 "expired records deleted"
             ),
             Err(e) => tracing::warn!(error = %e, "deleting expired records failed"),
         }
     }
+}
+
+/// Every [`KEY_RELOAD_INTERVAL`]: puts a rotation made by `authd keys rotate` (on any
+/// replica's database) in force here, and lets retired keys expire.
+async fn reload_keys(auth: AuthService) {
+    let mut tick = tokio::time::interval(KEY_RELOAD_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match auth.reload_keys().await {
+            Ok(true) => tracing::info!(
+                kid = %auth.keys().signing_kid(),
+                "signing keys reloaded: a rotation is in force"
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "reloading the signing keys failed"),
+        }
+    }
+}
+
+/// One stored signing key, as `authd keys list` shows it.
+pub struct KeyListing {
+    pub kid: String,
+    pub algorithm: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub retired_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub current: bool,
+}
+
+/// The stored signing keys, the current one first (`authd keys list`).
+pub async fn list_keys(config: &Config) -> anyhow::Result<Vec<KeyListing>> {
+    let repo = open_repo(config).await?;
+    let keys = repo.signing_keys().await;
+    repo.close().await;
+    Ok(keys?
+        .into_iter()
+        .map(|key| KeyListing {
+            kid: key.kid,
+            algorithm: key.algorithm,
+            created_at: key.created_at,
+            retired_at: key.retired_at,
+            current: key.active,
+        })
+        .collect())
+}
+
+/// Makes a new Ed25519 key the one that signs (`authd keys rotate`); returns its `kid`.
+/// Tokens signed by the old one keep verifying until they expire; every running replica
+/// signs with the new one within [`KEY_RELOAD_INTERVAL`] and some seconds.
+pub async fn rotate_keys(config: &Config) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        config.jwt_secret.is_none(),
+        "AUTHD_JWT_SECRET is set: tokens are HS256 with that secret, and there are no stored keys to rotate (change the secret instead)"
+    );
+    let repo = open_repo(config).await?;
+    let rotated = async {
+        let vault = Vault::open(repo.clone(), config.master_key.clone()).await?;
+        let now = chrono::Utc::now();
+        let new = crate::auth::TokenKeys::generate_ed25519(now)?;
+        let kid = new.kid.clone();
+        vault.rotate_signing_key(new, now).await?;
+        anyhow::Ok(kid)
+    }
+    .await;
+    repo.close().await;
+    rotated
 }
 
 /// Applies the migrations of the configured database and returns.

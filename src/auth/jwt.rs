@@ -198,11 +198,27 @@ impl TokenKeys {
             public_key: public.to_vec(),
             active: true,
             created_at: now,
+            retired_at: None,
         })
+    }
+
+    /// Whether `other` signs with the same key and verifies with the same ones.
+    pub fn same_keys_as(&self, other: &TokenKeys) -> bool {
+        self.signing_kid == other.signing_kid
+            && self.verifiers.len() == other.verifiers.len()
+            && self
+                .verifiers
+                .keys()
+                .all(|kid| other.verifiers.contains_key(kid))
     }
 
     pub fn issuer(&self) -> &str {
         &self.issuer
+    }
+
+    /// The `kid` of the key that signs new tokens.
+    pub fn signing_kid(&self) -> &str {
+        &self.signing_kid
     }
 
     pub fn audience(&self) -> &str {

@@ -17,6 +17,8 @@ pub struct StoredSigningKey {
     /// Whether this key signs new tokens; the others only verify.
     pub active: bool,
     pub created_at: DateTime<Utc>,
+    /// When a rotation made another key the active one.
+    pub retired_at: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for StoredSigningKey {
@@ -27,6 +29,7 @@ impl std::fmt::Debug for StoredSigningKey {
             .field("active", &self.active)
             .field("sealed", &self.sealed)
             .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
             .finish_non_exhaustive()
     }
 }
@@ -35,6 +38,12 @@ impl StoredSigningKey {
     /// The associated data a sealed private key is bound to: its row.
     pub fn row(&self) -> String {
         format!("signing_keys:{}", self.kid)
+    }
+
+    /// Whether tokens it signed may still be presented at `now`: it is the active key, or it
+    /// was retired less than `token_lifetime` ago (the last token it signed expires by then).
+    pub fn verifies_at(&self, now: DateTime<Utc>, token_lifetime: chrono::TimeDelta) -> bool {
+        self.active || self.retired_at.is_some_and(|at| at + token_lifetime > now)
     }
 }
 

@@ -10,7 +10,7 @@ use super::{rows, with_pool, Db, Repo, RepoError, RepoResult};
 use crate::domain::{StoredSecret, StoredSigningKey};
 
 const SIGNING_KEYS: &str =
-    "SELECT kid, algorithm, private_key, public_key, active, created_at, sealed \
+    "SELECT kid, algorithm, private_key, public_key, active, created_at, sealed, retired_at \
      FROM signing_keys ORDER BY active DESC, created_at DESC";
 const SERVER_SECRETS: &str = "SELECT name, secret, sealed FROM server_secrets ORDER BY name";
 
@@ -156,6 +156,37 @@ impl Repo {
         self.signing_keys().await
     }
 
+    /// Makes `new` the active signing key and retires the one active until now, at `now`, in
+    /// one transaction.
+    pub async fn rotate_signing_key(
+        &self,
+        new: &StoredSigningKey,
+        now: DateTime<Utc>,
+    ) -> RepoResult<()> {
+        with_pool!(self.db(), pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("UPDATE signing_keys SET active = FALSE, retired_at = $1 WHERE active")
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO signing_keys (kid, algorithm, private_key, public_key, active, created_at, sealed) \
+                 VALUES ($1, $2, $3, $4, TRUE, $5, $6)",
+            )
+            .bind(&new.kid)
+            .bind(&new.algorithm)
+            .bind(&new.private_key)
+            .bind(&new.public_key)
+            .bind(now)
+            .bind(new.sealed)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Every signing key, the active one first, then the newest.
     pub async fn signing_keys(&self) -> RepoResult<Vec<StoredSigningKey>> {
         with_pool!(self.db(), pool => {
             sqlx::query(SIGNING_KEYS)

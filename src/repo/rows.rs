@@ -154,7 +154,7 @@ pub(super) fn refresh_record(row: &impl Columns) -> RepoResult<RefreshRecord> {
     })
 }
 
-/// `kid, algorithm, private_key, public_key, active, created_at`.
+/// `kid, algorithm, private_key, public_key, active, created_at, sealed, retired_at`.
 pub(super) fn signing_key(row: &impl Columns) -> RepoResult<StoredSigningKey> {
     Ok(StoredSigningKey {
         kid: row.text(0)?,
@@ -164,6 +164,7 @@ pub(super) fn signing_key(row: &impl Columns) -> RepoResult<StoredSigningKey> {
         active: row.flag(4)?,
         created_at: row.time(5)?,
         sealed: row.flag(6)?,
+        retired_at: row.opt_time(7)?,
     })
 }
 

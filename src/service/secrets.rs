@@ -181,6 +181,20 @@ impl Vault {
             .signing_keys_or_insert(&candidate)
             .await
             .map_err(anyhow::Error::from)?;
+        self.opened(stored)
+    }
+
+    /// Every stored signing key, private keys opened.
+    pub async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, VaultError> {
+        let stored = self
+            .repo
+            .signing_keys()
+            .await
+            .map_err(anyhow::Error::from)?;
+        self.opened(stored)
+    }
+
+    fn opened(&self, stored: Vec<StoredSigningKey>) -> Result<Vec<StoredSigningKey>, VaultError> {
         stored
             .into_iter()
             .map(|mut key| {
@@ -189,6 +203,21 @@ impl Vault {
                 Ok(key)
             })
             .collect()
+    }
+
+    /// Makes `new` (a key in clear) the active signing key, sealed, and retires the current
+    /// one (`authd keys rotate`).
+    pub async fn rotate_signing_key(
+        &self,
+        mut new: StoredSigningKey,
+        now: DateTime<Utc>,
+    ) -> Result<(), VaultError> {
+        (new.private_key, new.sealed) = self.seal_value(&new.row(), new.private_key);
+        self.repo
+            .rotate_signing_key(&new, now)
+            .await
+            .map_err(anyhow::Error::from)?;
+        Ok(())
     }
 
     /// The server secret `name`, opened; `candidate` is stored (sealed) first if there is none.

@@ -748,3 +748,90 @@ async fn an_operator_revokes_sessions_and_scripts_read_json() {
     assert_eq!(shown["totp_enabled"], false);
     app.stop().await;
 }
+
+/// `authd keys rotate` while two replicas run: each signs with the new key once it reloads
+/// the keys (every 30 s in the background; called here), tokens of the old key verify until
+/// they expire, and the old key leaves the JWK set after the access-token lifetime.
+#[tokio::test]
+async fn a_key_rotation_reaches_every_replica_without_a_restart() {
+    let db = TestDb::new().await;
+    let a = spawn_app_on(db.clone(), &[]).await;
+    let b = spawn_app_on(db.clone(), &[]).await;
+    let (name, pair) = a.new_session().await;
+    let (old_access, _) = tokens(&pair);
+    let old_kid = jwt_part(&old_access, 0)["kid"].as_str().unwrap().to_owned();
+    let cli = |args: &[&str]| {
+        let out = authd()
+            .env("DATABASE_URL", &db.url)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    let said = cli(&["keys", "rotate"]);
+    let new_kid = said.split_whitespace().next().unwrap().to_owned();
+    assert_ne!(new_kid, old_kid);
+    let listed: Value = serde_json::from_str(&cli(&["keys", "list", "--json"])).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(
+        (listed[0]["kid"].as_str(), listed[0]["current"].as_bool()),
+        (Some(new_kid.as_str()), Some(true))
+    );
+    assert_eq!(listed[1]["kid"], old_kid.as_str());
+    assert!(listed[1]["retired_at"].is_string());
+    assert!(cli(&["keys", "list"]).contains(&format!("{new_kid} EdDSA created")));
+
+    for app in [&a, &b] {
+        assert!(
+            app.auth.reload_keys().await.unwrap(),
+            "the rotation is picked up"
+        );
+        assert!(!app.auth.reload_keys().await.unwrap(), "once");
+        let pair = app.login(&name, PASSWORD).await;
+        let (access, _) = tokens(&pair);
+        assert_eq!(jwt_part(&access, 0)["kid"], new_kid.as_str());
+        assert_eq!(app.me(&access).await.status(), StatusCode::OK);
+        assert_eq!(
+            app.me(&old_access).await.status(),
+            StatusCode::OK,
+            "old tokens still verify"
+        );
+        let kids: Vec<Value> = app.jwks().await["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].clone())
+            .collect();
+        assert_eq!(kids.len(), 2);
+        assert!(kids.contains(&json!(old_kid)) && kids.contains(&json!(new_kid)));
+    }
+
+    // Past the access-token lifetime the retired key verifies nothing and is not published.
+    a.clock.advance(std::time::Duration::from_secs(31 * 60));
+    assert!(a.auth.reload_keys().await.unwrap());
+    let jwks = a.jwks().await;
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(jwks["keys"][0]["kid"], new_kid.as_str());
+    a.stop().await;
+    b.stop().await;
+
+    // With AUTHD_JWT_SECRET there are no stored keys to rotate.
+    let out = authd()
+        .env("DATABASE_URL", &db.url)
+        .env(
+            "AUTHD_JWT_SECRET",
+            "a-test-secret-of-at-least-thirty-two-bytes",
+        )
+        .args(["keys", "rotate"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AUTHD_JWT_SECRET"));
+}
