@@ -380,6 +380,14 @@ impl AuthService {
         self.inner.clock.now()
     }
 
+    /// Hashing jobs running or waiting, and the database pool's (open, idle) connections.
+    pub fn gauges(&self) -> (usize, (u32, usize)) {
+        (
+            self.inner.hasher.jobs_pending(),
+            self.inner.repo.pool_connections(),
+        )
+    }
+
     /// `Ok` when the database answers.
     pub async fn ready(&self) -> Result<(), Error> {
         Ok(self.inner.repo.ping().await?)
@@ -424,6 +432,20 @@ impl AuthService {
     /// success clears that count. A locked subject gets [`Error::Throttled`] without a
     /// password check.
     pub async fn login(
+        &self,
+        username: &str,
+        password: SecretString,
+        client: ClientInfo,
+        device_cookie: Option<&str>,
+    ) -> Result<LoginSuccess, Error> {
+        let result = self
+            .password_login(username, password, client, device_cookie)
+            .await;
+        metrics::counter!("authd_logins_total", "outcome" => attempt_outcome(&result)).increment(1);
+        result
+    }
+
+    async fn password_login(
         &self,
         username: &str,
         password: SecretString,
@@ -624,6 +646,27 @@ impl AuthService {
     /// The refresh grant: rotates the presented token (see the module docs of
     /// [`crate::auth::refresh`] and the contract's "Token semantics").
     pub async fn refresh(
+        &self,
+        presented: &str,
+        client: &ClientInfo,
+        csrf: Option<&str>,
+    ) -> Result<RefreshOutcome, Error> {
+        let result = self.rotate(presented, client, csrf).await;
+        let outcome = match &result {
+            Ok(RefreshOutcome::Rotated(_)) => "rotated",
+            Ok(RefreshOutcome::Grace(_)) => "grace",
+            Ok(RefreshOutcome::Reused) => "reused",
+            Ok(RefreshOutcome::Unknown) => "unknown",
+            Ok(RefreshOutcome::Expired) => "expired",
+            Ok(RefreshOutcome::Revoked) => "revoked",
+            Err(Error::CsrfRefused) => "csrf_refused",
+            Err(_) => "error",
+        };
+        metrics::counter!("authd_refreshes_total", "outcome" => outcome).increment(1);
+        result
+    }
+
+    async fn rotate(
         &self,
         presented: &str,
         client: &ClientInfo,
@@ -1157,6 +1200,18 @@ fn verification_keys(
         .cloned()
         .collect();
     TokenKeys::ed25519(&in_force, issuer, audience)
+}
+
+/// The outcome label of a login attempt or a second step, for the metrics.
+fn attempt_outcome(result: &Result<LoginSuccess, Error>) -> &'static str {
+    match result {
+        Ok(_) => "success",
+        Err(Error::InvalidCredentials | Error::MfaRefused) => "failure",
+        Err(Error::MfaRequired { .. }) => "mfa_required",
+        Err(Error::Throttled { .. }) => "throttled",
+        Err(Error::Overloaded) => "overloaded",
+        Err(_) => "error",
+    }
 }
 
 /// Consecutive failed logins allowed before a login name (or device) is throttled.

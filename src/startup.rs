@@ -64,6 +64,8 @@ impl Application {
             .await
             .context("cannot load the stored keys")?;
 
+        // Before anything is counted: the process's metrics recorder.
+        http::metrics::handle();
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("cannot listen on {} (AUTHD_ADDR)", config.addr))?;

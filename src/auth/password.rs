@@ -82,6 +82,11 @@ impl PasswordHasher {
         self.pool.run(move || job(&hasher)).await
     }
 
+    /// Hashing jobs running or waiting now.
+    pub fn jobs_pending(&self) -> usize {
+        self.pool.pending()
+    }
+
     /// Hashes on the calling thread. Only for jobs already on the hashing threads.
     pub fn hash_now(&self, password: &str) -> String {
         hash_with(&self.argon2, normalize_password(password).expose_secret())

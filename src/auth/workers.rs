@@ -11,6 +11,7 @@
 use std::{
     panic::{catch_unwind, AssertUnwindSafe},
     sync::{
+        atomic::{AtomicUsize, Ordering},
         mpsc::{sync_channel, Receiver, SyncSender, TrySendError},
         Arc, Mutex,
     },
@@ -34,6 +35,8 @@ pub struct CpuPool {
     sender: SyncSender<Job>,
     workers: usize,
     queue: usize,
+    /// Jobs accepted and not yet finished: running or waiting.
+    pending: Arc<AtomicUsize>,
 }
 
 impl CpuPool {
@@ -52,6 +55,7 @@ impl CpuPool {
             sender,
             workers,
             queue,
+            pending: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -61,19 +65,40 @@ impl CpuPool {
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, PoolError> {
         let (tx, rx) = oneshot::channel();
+        let pending = self.pending.clone();
         let job: Job = Box::new(move || {
+            // Counted out however the job ends, a panic included.
+            let _finished = Finished(pending);
             let _ = tx.send(job());
         });
-        self.sender.try_send(job).map_err(|e| match e {
-            TrySendError::Full(_) => PoolError::Overloaded,
-            TrySendError::Disconnected(_) => PoolError::Stopped,
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        self.sender.try_send(job).map_err(|e| {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            match e {
+                TrySendError::Full(_) => PoolError::Overloaded,
+                TrySendError::Disconnected(_) => PoolError::Stopped,
+            }
         })?;
         rx.await.map_err(|_| PoolError::Stopped)
+    }
+
+    /// Jobs running or waiting now.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
     }
 
     /// How many jobs can be running or waiting before new ones are refused.
     pub fn capacity(&self) -> usize {
         self.workers + self.queue
+    }
+}
+
+/// Takes a job off the pending count when dropped.
+struct Finished(Arc<AtomicUsize>);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -150,6 +150,7 @@ pub fn peer_ip(req: &axum::http::Extensions) -> IpAddr {
 pub async fn rate_limit(State(clients): State<Clients>, req: Request, next: Next) -> Response {
     let ip = clients.client_ip(peer_ip(req.extensions()), req.headers());
     if let Err(retry_after_secs) = clients.check(ip) {
+        metrics::counter!("authd_rate_limited_total").increment(1);
         tracing::warn!(client_ip = %ip, "rate limit exceeded");
         return ApiError::TooManyRequests { retry_after_secs }.into_response();
     }

@@ -11,6 +11,7 @@ pub mod extract;
 mod health;
 pub mod json;
 mod layers;
+pub mod metrics;
 mod mfa;
 mod sessions;
 mod token;
@@ -73,6 +74,8 @@ pub fn router(
         .merge(auth::router())
         .merge(health::router())
         .merge(wellknown::router())
+        .merge(metrics::router())
+        .route_layer(metrics::TrackLayer)
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state);

@@ -139,6 +139,12 @@ impl Repo {
         Ok(())
     }
 
+    /// Connections of the pool: (open, idle). The session and API-key checks' own
+    /// connections are not counted.
+    pub fn pool_connections(&self) -> (u32, usize) {
+        with_pool!(self.db(), pool => (pool.size(), pool.num_idle()))
+    }
+
     /// Closes the pool; calls made afterwards fail as unavailable.
     pub async fn close(&self) {
         with_pool!(self.db(), pool => pool.close().await)

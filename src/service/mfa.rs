@@ -10,7 +10,10 @@
 use chrono::TimeDelta;
 use uuid::Uuid;
 
-use super::{name_subject, throttled, AuthService, ClientInfo, Error, LoginSuccess, LOCK_RULE};
+use super::{
+    attempt_outcome, name_subject, throttled, AuthService, ClientInfo, Error, LoginSuccess,
+    LOCK_RULE,
+};
 use crate::{
     auth::{
         device::Device,
@@ -67,6 +70,18 @@ impl AuthService {
     /// `mfa_token`. A wrong code leaves the challenge usable until it expires; an accepted
     /// one consumes it with the session it opens.
     pub async fn complete_mfa(
+        &self,
+        mfa_token: &str,
+        code: &str,
+        client: ClientInfo,
+    ) -> Result<LoginSuccess, Error> {
+        let result = self.second_step(mfa_token, code, client).await;
+        metrics::counter!("authd_mfa_attempts_total", "outcome" => attempt_outcome(&result))
+            .increment(1);
+        result
+    }
+
+    async fn second_step(
         &self,
         mfa_token: &str,
         code: &str,

@@ -835,3 +835,77 @@ async fn a_key_rotation_reaches_every_replica_without_a_restart() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("AUTHD_JWT_SECRET"));
 }
+
+/// The value of the sample `name{labels}` in a Prometheus text page (0 if absent).
+fn sample(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// `GET /metrics` counts requests under their route templates, logins by outcome and
+/// refreshes, and reports the hashing and database gauges. (Every server of the test
+/// process shares one recorder, so the checks are on increases.)
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_logins_by_outcome() {
+    let app = spawn_app().await;
+    let scrape = || async {
+        let r = app.get("/metrics").await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"));
+        r.text().await.unwrap()
+    };
+    let me_ok = r#"authd_http_requests_count{method="GET",route="/users/me",status="200"}"#;
+    let failed = r#"authd_logins_total{outcome="failure"}"#;
+    let succeeded = r#"authd_logins_total{outcome="success"}"#;
+    let rotated = r#"authd_refreshes_total{outcome="rotated"}"#;
+    let key_deleted = r#"authd_http_requests_count{method="DELETE",route="/users/me/api-keys/{id}",status="404"}"#;
+    let before = scrape().await;
+
+    let (name, pair) = app.new_session().await;
+    let (access, refresh) = tokens(&pair);
+    assert_eq!(app.me(&access).await.status(), StatusCode::OK);
+    assert_eq!(app.refresh(&refresh).await.status(), StatusCode::OK);
+    let wrong = [
+        ("username", name.as_str()),
+        ("password", "not the password"),
+    ];
+    assert_eq!(app.token(&wrong).await.status(), StatusCode::UNAUTHORIZED);
+    let r = app
+        .client
+        .delete(app.url(&format!("/users/me/api-keys/{}", uuid::Uuid::new_v4())))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    let after = scrape().await;
+    for series in [me_ok, failed, succeeded, rotated, key_deleted] {
+        assert!(
+            sample(&after, series) >= sample(&before, series) + 1.0,
+            "{series} did not count up:\n{after}"
+        );
+    }
+    let raw_path_label = after
+        .split("route=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .any(|route| {
+            route
+                .split('/')
+                .any(|part| uuid::Uuid::parse_str(part).is_ok())
+        });
+    assert!(!raw_path_label, "a raw path became a label:\n{after}");
+    for gauge in [
+        "authd_hashing_jobs ",
+        r#"authd_db_connections{state="idle"}"#,
+        "authd_http_requests_bucket{",
+    ] {
+        assert!(after.contains(gauge), "{gauge} missing:\n{after}");
+    }
+    app.stop().await;
+}

@@ -1,0 +1,225 @@
+//! `GET /metrics`: Prometheus text format, through the `metrics` facade and its Prometheus
+//! exporter. Every request is timed into one histogram by method, route template
+//! (`/users/me/api-keys/{id}`, never the raw path) and status, whose `_count` counts them; the service counts logins, refreshes and
+//! second-factor attempts by outcome; the gauges (hashing jobs, database connections) are
+//! read at each scrape.
+
+use std::{
+    cell::RefCell,
+    collections::HashMap,
+    future::Future,
+    pin::Pin,
+    sync::OnceLock,
+    task::{ready, Context, Poll},
+    time::Instant,
+};
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    http::{header, HeaderValue, Method, StatusCode},
+    response::{IntoResponse, Response},
+    routing::get,
+    Router,
+};
+use metrics::Histogram;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+
+use crate::{service::AuthService, state::AppState};
+
+/// A histogram of request durations, in seconds, by method, route template and status.
+const REQUESTS: &str = "authd_http_requests";
+/// From a cached `/users/me` to a login's argon2 under load.
+const DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// The process's recorder, installed on first use (one per process: the `metrics` facade
+/// has one global recorder, which every server in the process shares).
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(REQUESTS.to_owned()), DURATION_BUCKETS)
+            .expect("the buckets are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Fails only if another recorder was set first; then that one gets the figures.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/metrics", get(render))
+}
+
+async fn render(State(auth): State<AuthService>) -> Response {
+    let (hashing, (open, idle)) = auth.gauges();
+    metrics::gauge!("authd_hashing_jobs").set(hashing as f64);
+    metrics::gauge!("authd_db_connections", "state" => "idle").set(idle as f64);
+    metrics::gauge!("authd_db_connections", "state" => "busy").set(f64::from(open) - idle as f64);
+    let handle = handle();
+    handle.run_upkeep();
+    let mut response = handle.render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+/// Times each routed request into the request histogram, under its method, route template
+/// and status (the histogram's `_count` series counts them). A layer of its own rather than
+/// `middleware::from_fn`, which clones and boxes the inner service for every request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TrackLayer;
+
+impl<S> Layer<S> for TrackLayer {
+    type Service = Track<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Track(inner)
+    }
+}
+
+/// The service of [`TrackLayer`].
+#[derive(Clone, Debug)]
+pub struct Track<S>(S);
+
+impl<S> Service<Request> for Track<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Timed<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        Timed {
+            method: req.method().clone(),
+            route,
+            start: Instant::now(),
+            inner: self.0.call(req),
+        }
+    }
+}
+
+pin_project! {
+    /// A routed request's answer, timed.
+    pub struct Timed<F> {
+        method: Method,
+        route: Option<MatchedPath>,
+        start: Instant,
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F, E> Future for Timed<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let output = ready!(this.inner.poll(cx));
+        if let (Ok(response), Some(route)) = (&output, this.route.as_ref()) {
+            series(this.method, route.as_str(), response.status())
+                .record(this.start.elapsed().as_secs_f64());
+        }
+        Poll::Ready(output)
+    }
+}
+
+/// One route's series, by method and status.
+type RouteSeries = HashMap<(Method, StatusCode), Histogram>;
+
+thread_local! {
+    /// This thread's handles of the request histogram, by route template, then by method
+    /// and status: the registry lookup, with the label strings it is keyed by, is paid once
+    /// per series and thread instead of once per request (BENCHMARKS.md, ledger).
+    static SERIES: RefCell<HashMap<Box<str>, RouteSeries>> = RefCell::default();
+}
+
+/// The request histogram's series for one method, route and status, from this thread's
+/// handles ([`registered`] the first time).
+fn series(method: &Method, route: &str, status: StatusCode) -> Histogram {
+    SERIES.with_borrow_mut(|routes| {
+        if !routes.contains_key(route) {
+            routes.insert(route.into(), HashMap::new());
+        }
+        let by_request = routes.get_mut(route).expect("inserted above");
+        by_request
+            .entry((method.clone(), status))
+            .or_insert_with(|| registered(method, route, status))
+            .clone()
+    })
+}
+
+/// The series as the registry hands it out, without the handles of [`series`].
+fn registered(method: &Method, route: &str, status: StatusCode) -> Histogram {
+    metrics::histogram!(
+        REQUESTS,
+        "method" => method.as_str().to_owned(),
+        "route" => route.to_owned(),
+        "status" => status.as_str().to_owned(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The `_count` of one series in the process's page.
+    fn count(page: &str, method: &str, route: &str, status: &str) -> u64 {
+        let series = format!(
+            "{REQUESTS}_count{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}}"
+        );
+        page.lines()
+            .find_map(|line| line.strip_prefix(&series)?.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    proptest! {
+        // Each case renders the whole page, which grows with every case: a few suffice.
+        #![proptest_config(ProptestConfig::with_cases(12))]
+
+        /// Any sequence of requests recorded through the handles counts what the registry's
+        /// own series count for the same sequence.
+        #[test]
+        fn the_handles_count_what_the_registry_counts(
+            requests in prop::collection::vec((0..3usize, 0..4usize, 0..3usize), 1..40),
+        ) {
+            let handle = handle();
+            let run = uuid::Uuid::new_v4().simple().to_string();
+            let methods = [Method::GET, Method::POST, Method::DELETE];
+            let statuses = [StatusCode::OK, StatusCode::NOT_FOUND, StatusCode::UNAUTHORIZED];
+            for &(m, r, st) in &requests {
+                series(&methods[m], &format!("/cached/{run}/{r}"), statuses[st]).record(0.001);
+                registered(&methods[m], &format!("/plain/{run}/{r}"), statuses[st]).record(0.001);
+            }
+            handle.run_upkeep();
+            let page = handle.render();
+            for method in &methods {
+                for r in 0..4 {
+                    for status in &statuses {
+                        prop_assert_eq!(
+                            count(&page, method.as_str(), &format!("/cached/{run}/{r}"), status.as_str()),
+                            count(&page, method.as_str(), &format!("/plain/{run}/{r}"), status.as_str())
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
