@@ -17,4 +17,5 @@ mod mfa;
 mod operations;
 mod refresh;
 mod register;
+mod resource_server;
 mod restart;
