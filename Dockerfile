@@ -2,9 +2,12 @@
 # Build: docker build -t authd .
 # Run:   openssl rand -base64 32 > master.key   # once; keep it apart from the data volume
 #        docker run -p 8000:8000 -v authd-data:/var/lib/authd \
-#            -e AUTHD_MASTER_KEY="$(cat master.key)" authd
+#            -e AUTHD_MASTER_KEY="$(cat master.key)" \
+#            -e AUTHD_PUBLIC_URL=https://auth.example.com authd
 # AUTHD_MASTER_KEY seals the signing keys stored in the volume (see .env.example); without it
-# authd runs, keeps them in clear, and warns at start.
+# authd runs, keeps them in clear, and warns at start. AUTHD_PUBLIC_URL is the address
+# clients reach authd at: the discovery document names its endpoints with it (unset, it
+# would name the container's own 0.0.0.0:8000).
 
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src
