@@ -31,14 +31,14 @@ pub fn router() -> Router<AppState> {
 }
 
 #[derive(Deserialize)]
-struct CreateBody {
+pub(crate) struct CreateBody {
     name: Option<String>,
     expires_in_days: Option<serde_json::Value>,
 }
 
 /// A key as lists show it.
-#[derive(Serialize)]
-struct KeyView {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct KeyView {
     id: Uuid,
     name: String,
     prefix: String,
@@ -48,8 +48,8 @@ struct KeyView {
 }
 
 /// A new key: the view, and the key itself, shown only here.
-#[derive(Serialize)]
-struct CreatedView {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct CreatedView {
     id: Uuid,
     name: String,
     key: String,
@@ -75,8 +75,14 @@ impl From<ApiKeyInfo> for KeyView {
     }
 }
 
+#[utoipa::path(post, path = "/users/me/api-keys", tag = "api-keys", security(("bearer" = []), ("oauth2_password" = [])),
+    request_body = crate::http::openapi::NewApiKey,
+    responses(
+        (status = 201, description = "The key, shown only here", body = CreatedView),
+        (status = 401, body = crate::http::openapi::Error), (status = 403, body = crate::http::openapi::Error), (status = 422, body = crate::http::openapi::Error),
+    ))]
 #[tracing::instrument(name = "create_api_key", skip_all)]
-async fn create(
+pub(crate) async fn create(
     State(auth): State<AuthService>,
     user: AuthUser,
     client: ClientInfo,
@@ -137,8 +143,10 @@ fn parse_create(body: CreateBody) -> Result<(String, Option<u32>), ApiError> {
     }
 }
 
+#[utoipa::path(get, path = "/users/me/api-keys", tag = "api-keys", security(("bearer" = []), ("oauth2_password" = [])),
+    responses((status = 200, body = Vec<KeyView>), (status = 401, body = crate::http::openapi::Error), (status = 403, body = crate::http::openapi::Error)))]
 #[tracing::instrument(name = "list_api_keys", skip_all)]
-async fn list(
+pub(crate) async fn list(
     State(auth): State<AuthService>,
     user: AuthUser,
 ) -> Result<ApiJson<Vec<KeyView>>, ApiError> {
@@ -147,8 +155,14 @@ async fn list(
     Ok(ApiJson(keys.into_iter().map(KeyView::from).collect()))
 }
 
+#[utoipa::path(delete, path = "/users/me/api-keys/{id}", tag = "api-keys", security(("bearer" = []), ("oauth2_password" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 204, description = "The key stops working at once"),
+        (status = 401, body = crate::http::openapi::Error), (status = 403, body = crate::http::openapi::Error), (status = 404, body = crate::http::openapi::Error),
+    ))]
 #[tracing::instrument(name = "revoke_api_key", skip_all)]
-async fn revoke(
+pub(crate) async fn revoke(
     State(auth): State<AuthService>,
     user: AuthUser,
     client: ClientInfo,

@@ -49,18 +49,27 @@ pub fn router() -> Router<AppState> {
 }
 
 #[derive(Deserialize)]
-struct LoginBody {
+pub(crate) struct LoginBody {
     username: Option<String>,
     password: Option<SecretString>,
 }
 
 #[derive(Deserialize)]
-struct RefreshBody {
+pub(crate) struct RefreshBody {
     refresh_token: Option<String>,
 }
 
+#[utoipa::path(post, path = "/auth/login", tag = "tokens",
+    params(("mode" = Option<String>, Query, description = "`cookie`: the refresh token in an HttpOnly cookie")),
+    request_body = crate::http::openapi::Login,
+    responses(
+        (status = 200, description = "A token pair (cookie mode: `CookieModePair`)", body = crate::http::openapi::TokenPair),
+        (status = 400, body = crate::http::openapi::OAuthError),
+        (status = 401, description = "Wrong credentials (`invalid_grant`), or `mfa_required`", body = crate::http::openapi::MfaRequired),
+        (status = 429, body = crate::http::openapi::Error),
+    ))]
 #[tracing::instrument(name = "login", skip_all)]
-async fn login(
+pub(crate) async fn login(
     State(auth): State<AuthService>,
     client: ClientInfo,
     cookies: AuthCookies,
@@ -165,8 +174,15 @@ fn presented_refresh(
     }))
 }
 
+#[utoipa::path(post, path = "/auth/refresh", tag = "tokens",
+    request_body(content = crate::http::openapi::RefreshTokenBody, description = "Or no body, with the `authd_refresh` cookie and `X-CSRF-Token`"),
+    responses(
+        (status = 200, description = "A new pair (cookie mode: `CookieModePair`)", body = crate::http::openapi::TokenPair),
+        (status = 400, body = crate::http::openapi::OAuthError), (status = 401, description = "`invalid_grant`", body = crate::http::openapi::OAuthError),
+        (status = 403, description = "A cookie without its CSRF token", body = crate::http::openapi::Error),
+    ))]
 #[tracing::instrument(name = "refresh", skip_all)]
-async fn refresh(
+pub(crate) async fn refresh(
     State(auth): State<AuthService>,
     client: ClientInfo,
     cookies: AuthCookies,
@@ -195,8 +211,14 @@ async fn refresh(
 }
 
 /// Ends the session named by a refresh token in a JSON body, or else by the Bearer access token.
+#[utoipa::path(post, path = "/auth/logout", tag = "tokens", security(("bearer" = []), ("oauth2_password" = [])),
+    request_body(content = crate::http::openapi::RefreshTokenBody, description = "Or the `authd_refresh` cookie with `X-CSRF-Token`, or no body and a Bearer access token"),
+    responses(
+        (status = 204, description = "That session ended"),
+        (status = 401, body = crate::http::openapi::OAuthError), (status = 403, body = crate::http::openapi::Error),
+    ))]
 #[tracing::instrument(name = "logout", skip_all)]
-async fn logout(
+pub(crate) async fn logout(
     State(auth): State<AuthService>,
     client: ClientInfo,
     cookies: AuthCookies,
@@ -233,8 +255,13 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(post, path = "/auth/logout-all", tag = "tokens", security(("bearer" = []), ("oauth2_password" = [])),
+    responses(
+        (status = 204, description = "Every session of the user ended"),
+        (status = 401, body = crate::http::openapi::Error), (status = 403, body = crate::http::openapi::Error),
+    ))]
 #[tracing::instrument(name = "logout_all", skip_all)]
-async fn logout_all(
+pub(crate) async fn logout_all(
     State(auth): State<AuthService>,
     user: AuthUser,
     client: ClientInfo,

@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::service::{self, TokenRefusal};
 
 /// One refused field of a request body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,

@@ -25,8 +25,8 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/users/me/events", get(list))
 }
 
-#[derive(Serialize)]
-struct EventView {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct EventView {
     id: Uuid,
     #[serde(rename = "type")]
     kind: String,
@@ -37,8 +37,14 @@ struct EventView {
 
 /// `?limit=` (1 to 100, default 50) and `?before=<event id>`: the next page starts below the
 /// last id of the previous one.
+#[utoipa::path(get, path = "/users/me/events", tag = "sessions", security(("bearer" = []), ("api_key" = []), ("oauth2_password" = [])),
+    params(
+        ("limit" = Option<u32>, Query, description = "1 to 100, default 50"),
+        ("before" = Option<Uuid>, Query, description = "The last id of the previous page"),
+    ),
+    responses((status = 200, description = "Newest first", body = Vec<EventView>), (status = 401, body = crate::http::openapi::Error), (status = 422, body = crate::http::openapi::Error)))]
 #[tracing::instrument(name = "list_events", skip_all)]
-async fn list(
+pub(crate) async fn list(
     State(auth): State<AuthService>,
     user: AuthUser,
     Query(query): Query<HashMap<String, String>>,

@@ -18,12 +18,16 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `200` while the process runs; touches nothing else.
-async fn healthz() -> Json<Value> {
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process runs")))]
+pub(crate) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// `200` when the database answers, `503` otherwise.
-async fn readyz(State(auth): State<AuthService>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "The database answers"), (status = 503, body = crate::http::openapi::Error)))]
+pub(crate) async fn readyz(State(auth): State<AuthService>) -> Result<Json<Value>, ApiError> {
     match tokio::time::timeout(READY_TIMEOUT, auth.ready()).await {
         Ok(Ok(())) => Ok(Json(json!({ "status": "ready" }))),
         Ok(Err(e)) => Err(ApiError::Unavailable(Some(e.into()))),

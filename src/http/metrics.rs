@@ -55,7 +55,9 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(render))
 }
 
-async fn render(State(auth): State<AuthService>) -> Response {
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub(crate) async fn render(State(auth): State<AuthService>) -> Response {
     let (hashing, (open, idle)) = auth.gauges();
     metrics::gauge!("authd_hashing_jobs").set(hashing as f64);
     metrics::gauge!("authd_db_connections", "state" => "idle").set(idle as f64);

@@ -39,7 +39,7 @@ pub fn router() -> Router<AppState> {
 }
 
 #[derive(Deserialize)]
-struct CodeBody {
+pub(crate) struct CodeBody {
     code: Option<String>,
 }
 
@@ -52,13 +52,22 @@ impl CodeBody {
 }
 
 #[derive(Deserialize)]
-struct CompleteBody {
+pub(crate) struct CompleteBody {
     mfa_token: Option<String>,
     code: Option<String>,
 }
 
+#[utoipa::path(post, path = "/auth/mfa", tag = "mfa",
+    params(("mode" = Option<String>, Query, description = "`cookie`, as at login")),
+    request_body = crate::http::openapi::MfaStep,
+    responses(
+        (status = 200, description = "A token pair", body = crate::http::openapi::TokenPair),
+        (status = 400, body = crate::http::openapi::OAuthError),
+        (status = 401, description = "`invalid_grant`: a bad or used `mfa_token`, or a wrong code", body = crate::http::openapi::OAuthError),
+        (status = 429, body = crate::http::openapi::Error),
+    ))]
 #[tracing::instrument(name = "mfa", skip_all)]
-async fn complete(
+pub(crate) async fn complete(
     State(auth): State<AuthService>,
     client: ClientInfo,
     cookies: AuthCookies,
@@ -82,15 +91,24 @@ async fn complete(
     Ok(logged_in(success, cookie_mode, &cookies))
 }
 
-#[derive(Serialize)]
-struct EnrolmentResponse {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct EnrolmentResponse {
     secret: String,
     otpauth_uri: String,
     qr_svg: String,
 }
 
+#[utoipa::path(post, path = "/users/me/mfa/totp", tag = "mfa", security(("bearer" = []), ("oauth2_password" = [])),
+    responses(
+        (status = 200, description = "Not active until confirmed", body = EnrolmentResponse),
+        (status = 401, body = crate::http::openapi::Error), (status = 403, body = crate::http::openapi::Error),
+        (status = 409, description = "`mfa_already_enabled`", body = crate::http::openapi::Error),
+    ))]
 #[tracing::instrument(name = "mfa_enrol", skip_all)]
-async fn enrol(State(auth): State<AuthService>, user: AuthUser) -> Result<Response, ApiError> {
+pub(crate) async fn enrol(
+    State(auth): State<AuthService>,
+    user: AuthUser,
+) -> Result<Response, ApiError> {
     user.session()?;
     let enrolment = auth.enrol_totp(&user.user).await?;
     let mut response = ApiJson(EnrolmentResponse {
@@ -103,13 +121,21 @@ async fn enrol(State(auth): State<AuthService>, user: AuthUser) -> Result<Respon
     Ok(response)
 }
 
-#[derive(Serialize)]
-struct RecoveryCodesResponse {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct RecoveryCodesResponse {
     recovery_codes: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/users/me/mfa/totp/confirm", tag = "mfa", security(("bearer" = []), ("oauth2_password" = [])),
+    request_body = crate::http::openapi::Code,
+    responses(
+        (status = 200, description = "TOTP on; the recovery codes, shown only now", body = RecoveryCodesResponse),
+        (status = 401, description = "`invalid_code`", body = crate::http::openapi::Error), (status = 403, body = crate::http::openapi::Error),
+        (status = 404, description = "No enrolment pending", body = crate::http::openapi::Error),
+        (status = 409, body = crate::http::openapi::Error), (status = 422, body = crate::http::openapi::Error),
+    ))]
 #[tracing::instrument(name = "mfa_confirm", skip_all)]
-async fn confirm(
+pub(crate) async fn confirm(
     State(auth): State<AuthService>,
     user: AuthUser,
     client: ClientInfo,
@@ -132,8 +158,15 @@ async fn confirm(
     Ok(response)
 }
 
+#[utoipa::path(delete, path = "/users/me/mfa/totp", tag = "mfa", security(("bearer" = []), ("oauth2_password" = [])),
+    request_body = crate::http::openapi::Code,
+    responses(
+        (status = 204, description = "TOTP off"),
+        (status = 401, description = "`invalid_code`", body = crate::http::openapi::Error), (status = 403, body = crate::http::openapi::Error),
+        (status = 404, description = "TOTP is not on", body = crate::http::openapi::Error), (status = 429, body = crate::http::openapi::Error),
+    ))]
 #[tracing::instrument(name = "mfa_disable", skip_all)]
-async fn disable(
+pub(crate) async fn disable(
     State(auth): State<AuthService>,
     user: AuthUser,
     client: ClientInfo,
@@ -145,14 +178,16 @@ async fn disable(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
-struct StatusResponse {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct StatusResponse {
     totp_enabled: bool,
     recovery_codes_left: i64,
 }
 
+#[utoipa::path(get, path = "/users/me/mfa", tag = "mfa", security(("bearer" = []), ("api_key" = []), ("oauth2_password" = [])),
+    responses((status = 200, body = StatusResponse), (status = 401, body = crate::http::openapi::Error)))]
 #[tracing::instrument(name = "mfa_status", skip_all)]
-async fn status(
+pub(crate) async fn status(
     State(auth): State<AuthService>,
     user: AuthUser,
 ) -> Result<ApiJson<StatusResponse>, ApiError> {

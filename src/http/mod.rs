@@ -13,6 +13,7 @@ pub mod json;
 mod layers;
 pub mod metrics;
 mod mfa;
+pub mod openapi;
 mod sessions;
 mod token;
 mod users;
@@ -55,16 +56,20 @@ pub fn router(
        + Send
        + Sync
        + 'static {
+    let routes = routes(state.clients.clone(), &state.public_url.0).with_state(state);
+    layers::around(routes, limits.request_timeout, cors(&limits.cors_origins))
+}
+
+/// The routes, before the state and the layers around them; `clients` keeps the per-IP
+/// rate limit of the credential endpoints, `public_url` is where the API docs say authd is.
+pub fn routes(clients: Clients, public_url: &str) -> Router<AppState> {
     let credential_endpoints = Router::new()
         .merge(users::register_router())
         .merge(token::router())
         .merge(auth::credential_router())
         .merge(mfa::credential_router())
-        .route_layer(middleware::from_fn_with_state(
-            state.clients.clone(),
-            clients::rate_limit,
-        ));
-    let routes = Router::new()
+        .route_layer(middleware::from_fn_with_state(clients, clients::rate_limit));
+    Router::new()
         .merge(credential_endpoints)
         .merge(users::router())
         .merge(api_keys::router())
@@ -75,11 +80,10 @@ pub fn router(
         .merge(health::router())
         .merge(wellknown::router())
         .merge(metrics::router())
+        .merge(openapi::router(public_url))
         .route_layer(metrics::TrackLayer)
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .with_state(state);
-    layers::around(routes, limits.request_timeout, cors(&limits.cors_origins))
 }
 
 /// CORS for the configured origins only; `None` (no CORS headers at all) when none are.

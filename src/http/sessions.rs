@@ -22,8 +22,8 @@ pub fn router() -> Router<AppState> {
         .route("/users/me/sessions/{id}", delete(end))
 }
 
-#[derive(Serialize)]
-struct SessionView {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct SessionView {
     id: Uuid,
     created_at: String,
     last_used_at: String,
@@ -33,8 +33,10 @@ struct SessionView {
     current: bool,
 }
 
+#[utoipa::path(get, path = "/users/me/sessions", tag = "sessions", security(("bearer" = []), ("api_key" = []), ("oauth2_password" = [])),
+    responses((status = 200, description = "Live sessions, newest first", body = Vec<SessionView>), (status = 401, body = crate::http::openapi::Error)))]
 #[tracing::instrument(name = "list_sessions", skip_all)]
-async fn list(
+pub(crate) async fn list(
     State(auth): State<AuthService>,
     user: AuthUser,
 ) -> Result<ApiJson<Vec<SessionView>>, ApiError> {
@@ -59,8 +61,14 @@ async fn list(
 }
 
 /// Ends a session: a credential change, so it takes a session's access token.
+#[utoipa::path(delete, path = "/users/me/sessions/{id}", tag = "sessions", security(("bearer" = []), ("oauth2_password" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 204, description = "That session ended"),
+        (status = 401, body = crate::http::openapi::Error), (status = 403, body = crate::http::openapi::Error), (status = 404, body = crate::http::openapi::Error),
+    ))]
 #[tracing::instrument(name = "end_session", skip_all)]
-async fn end(
+pub(crate) async fn end(
     State(auth): State<AuthService>,
     user: AuthUser,
     client: ClientInfo,

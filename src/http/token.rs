@@ -32,8 +32,19 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/token", post(token))
 }
 
+#[utoipa::path(post, path = "/token", tag = "tokens",
+    request_body(content(
+        (crate::http::openapi::TokenForm = "application/x-www-form-urlencoded"),
+        (crate::http::openapi::TokenForm = "multipart/form-data"),
+    )),
+    responses(
+        (status = 200, description = "A token pair (and the `authd_device` cookie)", body = crate::http::openapi::TokenPair),
+        (status = 400, description = "`invalid_request`, `unsupported_grant_type`, or a refused refresh token (`invalid_grant`)", body = crate::http::openapi::OAuthError),
+        (status = 401, description = "Wrong credentials (`invalid_grant`), or `mfa_required`", body = crate::http::openapi::MfaRequired),
+        (status = 429, body = crate::http::openapi::Error), (status = 503, body = crate::http::openapi::Error),
+    ))]
 #[tracing::instrument(name = "token", skip_all)]
-async fn token(
+pub(crate) async fn token(
     State(auth): State<AuthService>,
     client: ClientInfo,
     cookies: AuthCookies,

@@ -29,15 +29,23 @@ pub fn router() -> Router<AppState> {
 
 /// Every field optional here so that all missing and invalid fields are reported together.
 #[derive(Deserialize)]
-struct RegisterBody {
+pub(crate) struct RegisterBody {
     username: Option<String>,
     password: Option<SecretString>,
     email: Option<String>,
     full_name: Option<String>,
 }
 
+#[utoipa::path(post, path = "/users", tag = "users",
+    request_body = crate::http::openapi::Registration,
+    responses(
+        (status = 201, description = "Registered", body = crate::http::openapi::UserSchema),
+        (status = 409, description = "`username_taken` or `email_taken`", body = crate::http::openapi::Error),
+        (status = 422, description = "Invalid fields (`validation_failed`)", body = crate::http::openapi::Error),
+        (status = 429, description = "Too many attempts from this client", body = crate::http::openapi::Error),
+    ))]
 #[tracing::instrument(name = "register", skip_all)]
-async fn register(
+pub(crate) async fn register(
     State(auth): State<AuthService>,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> Result<(StatusCode, ApiJson<User>), ApiError> {
@@ -91,14 +99,19 @@ fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.trim().is_empty())
 }
 
+#[utoipa::path(get, path = "/users/me", tag = "users", security(("bearer" = []), ("api_key" = []), ("oauth2_password" = [])),
+    responses(
+        (status = 200, description = "The caller", body = crate::http::openapi::UserSchema),
+        (status = 401, description = "No or a bad credential", body = crate::http::openapi::Error),
+    ))]
 #[tracing::instrument(name = "me", skip_all)]
-async fn me(user: AuthUser) -> ApiJson<User> {
+pub(crate) async fn me(user: AuthUser) -> ApiJson<User> {
     ApiJson(user.user)
 }
 
 /// A field of a `PATCH` body: absent (leave it), `null` or empty (clear it), or a value.
 #[derive(Default)]
-enum Patch {
+pub(crate) enum Patch {
     #[default]
     Absent,
     Clear,
@@ -115,7 +128,7 @@ impl<'de> Deserialize<'de> for Patch {
 }
 
 #[derive(Deserialize)]
-struct PatchMeBody {
+pub(crate) struct PatchMeBody {
     #[serde(default)]
     email: Patch,
     #[serde(default)]
@@ -124,8 +137,15 @@ struct PatchMeBody {
 
 /// `PATCH /users/me`: the e-mail address and the full name. The address is how an account
 /// is recovered, so changing it takes a session, as other credential changes do.
+#[utoipa::path(patch, path = "/users/me", tag = "users", security(("bearer" = []), ("oauth2_password" = [])),
+    request_body = crate::http::openapi::ProfilePatch,
+    responses(
+        (status = 200, description = "The user as it now is", body = crate::http::openapi::UserSchema),
+        (status = 401, body = crate::http::openapi::Error), (status = 403, description = "An API key", body = crate::http::openapi::Error),
+        (status = 409, description = "`email_taken`", body = crate::http::openapi::Error), (status = 422, body = crate::http::openapi::Error),
+    ))]
 #[tracing::instrument(name = "update_me", skip_all)]
-async fn update_me(
+pub(crate) async fn update_me(
     State(auth): State<AuthService>,
     user: AuthUser,
     ApiJson(body): ApiJson<PatchMeBody>,
@@ -156,14 +176,21 @@ async fn update_me(
 }
 
 #[derive(Deserialize)]
-struct PasswordBody {
+pub(crate) struct PasswordBody {
     current_password: Option<SecretString>,
     new_password: Option<SecretString>,
 }
 
 /// `POST /users/me/password`: every other session of the user ends; the caller's goes on.
+#[utoipa::path(post, path = "/users/me/password", tag = "users", security(("bearer" = []), ("oauth2_password" = [])),
+    request_body = crate::http::openapi::PasswordChange,
+    responses(
+        (status = 204, description = "Changed; every other session ended"),
+        (status = 401, description = "`invalid_password`, or a bad credential", body = crate::http::openapi::Error),
+        (status = 403, body = crate::http::openapi::Error), (status = 422, body = crate::http::openapi::Error), (status = 429, body = crate::http::openapi::Error),
+    ))]
 #[tracing::instrument(name = "change_password", skip_all)]
-async fn change_password(
+pub(crate) async fn change_password(
     State(auth): State<AuthService>,
     user: AuthUser,
     client_info: ClientInfo,
@@ -184,13 +211,20 @@ async fn change_password(
 }
 
 #[derive(Deserialize)]
-struct DeleteMeBody {
+pub(crate) struct DeleteMeBody {
     password: Option<SecretString>,
 }
 
 /// `DELETE /users/me`: the account and everything of it, after its password.
+#[utoipa::path(delete, path = "/users/me", tag = "users", security(("bearer" = []), ("oauth2_password" = [])),
+    request_body = crate::http::openapi::AccountDeletion,
+    responses(
+        (status = 204, description = "The user and everything of it deleted"),
+        (status = 401, description = "`invalid_password`, or a bad credential", body = crate::http::openapi::Error),
+        (status = 403, body = crate::http::openapi::Error), (status = 429, body = crate::http::openapi::Error),
+    ))]
 #[tracing::instrument(name = "delete_me", skip_all)]
-async fn delete_me(
+pub(crate) async fn delete_me(
     State(auth): State<AuthService>,
     user: AuthUser,
     ApiJson(body): ApiJson<DeleteMeBody>,

@@ -30,7 +30,9 @@ fn cached_a_minute(mut response: Response) -> Response {
     response
 }
 
-async fn jwks(State(auth): State<AuthService>) -> Response {
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "operations",
+    responses((status = 200, description = "The JWK set that verifies access tokens (empty for HS256)", content_type = "application/json")))]
+pub(crate) async fn jwks(State(auth): State<AuthService>) -> Response {
     cached_a_minute(Json(auth.keys().jwks().clone()).into_response())
 }
 
@@ -38,7 +40,9 @@ async fn jwks(State(auth): State<AuthService>) -> Response {
 /// the `iss` of every access token, where to get tokens, and the keys and algorithm they
 /// are signed with. authd has no authorization endpoint and no ID tokens: its grants are
 /// the password and refresh-token grants at the token endpoint.
-async fn configuration(
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "operations",
+    responses((status = 200, description = "Discovery: issuer, token endpoint, JWK set, grant types, algorithms", content_type = "application/json")))]
+pub(crate) async fn configuration(
     State(auth): State<AuthService>,
     State(PublicUrl(base)): State<PublicUrl>,
 ) -> Response {

@@ -909,3 +909,52 @@ async fn metrics_count_requests_by_route_and_logins_by_outcome() {
     }
     app.stop().await;
 }
+
+/// `/openapi.json` is a valid OpenAPI 3.1 document; `/docs` is Swagger UI served from the
+/// binary, pointing at it, with no external script, style or image.
+#[tokio::test]
+async fn the_api_docs_are_served_from_the_binary() {
+    let app = spawn_app().await;
+    let r = app.get("/openapi.json").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    let spec = oas3::from_json(&text).unwrap_or_else(|e| {
+        let at = e.column().saturating_sub(200);
+        panic!(
+            "not a valid OpenAPI 3.1 document: {e}, near {}",
+            &text[at..(at + 300).min(text.len())]
+        )
+    });
+    assert!(spec.openapi.starts_with("3.1"));
+    assert!(spec.paths.as_ref().unwrap().contains_key("/users/me"));
+
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()
+        .unwrap();
+    let page = client.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    let init = client
+        .get(app.url("/docs/swagger-initializer.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(init.status(), StatusCode::OK);
+    let init = init.text().await.unwrap();
+    assert!(init.contains("/openapi.json"), "{init}");
+    for text in [&html, &init] {
+        for external in [
+            "src=\"http",
+            "href=\"http",
+            "src='http",
+            "url(http",
+            "//cdn",
+            "unpkg",
+        ] {
+            assert!(!text.contains(external), "external reference {external:?}");
+        }
+    }
+    app.stop().await;
+}
