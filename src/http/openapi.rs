@@ -152,6 +152,27 @@ pub fn router(public_url: &str) -> axum::Router<AppState> {
         )
 }
 
+/// What Swagger UI's page may load: its own files from here (scripts, styles, icons as data
+/// URIs), the document and the API calls of "Try it out" on this origin; nothing else. (The
+/// API's own responses keep the stricter `default-src 'none'` of `layers`.)
+const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; connect-src 'self'; base-uri 'self'; form-action 'self'; \
+     frame-ancestors 'none'";
+
+/// Swagger UI's headers: its own policy, and cacheable for an hour (the files change only
+/// with the binary).
+fn docs_headers(response: &mut Response) {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(DOCS_CSP),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+}
+
 /// Swagger UI's page, its relative links based on `/docs/`.
 fn index(config: &Arc<utoipa_swagger_ui::Config<'static>>) -> Response {
     match utoipa_swagger_ui::serve("index.html", config.clone()) {
@@ -161,7 +182,9 @@ fn index(config: &Arc<utoipa_swagger_ui::Config<'static>>) -> Response {
                 &format!("<head><base href=\"{DOCS_PATH}/\">"),
                 1,
             );
-            Html(html).into_response()
+            let mut response = Html(html).into_response();
+            docs_headers(&mut response);
+            response
         }
         _ => super::error::ApiError::NotFound.into_response(),
     }
@@ -179,6 +202,7 @@ fn swagger_file(file: &str, config: &Arc<utoipa_swagger_ui::Config<'static>>) ->
             if found.gzpipped {
                 headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             }
+            docs_headers(&mut response);
             response
         }
         _ => super::error::ApiError::NotFound.into_response(),

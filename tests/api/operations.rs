@@ -934,6 +934,15 @@ async fn the_api_docs_are_served_from_the_binary() {
         .unwrap();
     let page = client.get(app.url("/docs")).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
+    // The page's own policy lets it load its files and keep its <base>; nothing else.
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for directive in ["script-src 'self'", "base-uri 'self'", "connect-src 'self'"] {
+        assert!(csp.contains(directive), "{csp}");
+    }
+    assert!(!csp.contains("http"), "{csp}");
     let html = page.text().await.unwrap();
     assert!(html.contains("swagger-ui"), "{html}");
     let init = client
