@@ -1,7 +1,7 @@
-//! The operator's commands (`authd users ...`, `authd sessions ...`): straight to the
-//! repository, with no server running. Each opens the database (applying migrations), does
-//! one thing, and says what it did: in lines for people, or as one JSON document for
-//! scripts (`--json`).
+//! The operator's commands (`authd users ...`, `authd sessions ...`, `authd keys list`):
+//! straight to the repository, with no server running. Each opens the database (applying
+//! migrations), does one thing, and says what it did: in lines for people, or as one JSON
+//! document for scripts (`--json`).
 
 use anyhow::{bail, Context};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -198,6 +198,47 @@ pub async fn mfa_off(config: &Config, name: &str) -> anyhow::Result<Said> {
             format!("{user}: TOTP was not on")
         },
         json: json!({"username": user, "totp_was_on": removed}),
+    })
+}
+
+/// `keys list`: each stored signing key, the current one first, with when it was made and
+/// retired.
+pub async fn list_keys(config: &Config) -> anyhow::Result<Said> {
+    let repo = open(config).await?;
+    let keys = repo.signing_keys().await;
+    repo.close().await;
+    let keys = keys?;
+    let lines: Vec<String> = keys
+        .iter()
+        .map(|k| {
+            let state = match k.retired_at {
+                _ if k.active => "current".to_owned(),
+                Some(at) => format!("retired {}", time(at)),
+                None => "retired".to_owned(),
+            };
+            format!(
+                "{} {} created {} {state}",
+                k.kid,
+                k.algorithm,
+                time(k.created_at)
+            )
+        })
+        .collect();
+    let json = keys
+        .iter()
+        .map(|k| {
+            json!({
+                "kid": k.kid,
+                "algorithm": k.algorithm,
+                "created_at": time(k.created_at),
+                "retired_at": k.retired_at.map(time),
+                "current": k.active,
+            })
+        })
+        .collect();
+    Ok(Said {
+        text: lines.join("\n"),
+        json: Value::Array(json),
     })
 }
 

@@ -217,39 +217,7 @@ fn main() -> ExitCode {
             Command::Keys {
                 command: KeysCommand::List { json },
             } => {
-                let keys = startup::list_keys(&config).await?;
-                if json {
-                    let keys: Vec<_> = keys
-                        .iter()
-                        .map(|k| {
-                            serde_json::json!({
-                                "kid": k.kid,
-                                "algorithm": k.algorithm,
-                                "created_at": k.created_at,
-                                "retired_at": k.retired_at,
-                                "current": k.current,
-                            })
-                        })
-                        .collect();
-                    println!("{}", serde_json::Value::Array(keys));
-                } else {
-                    for k in &keys {
-                        let time = |at: chrono::DateTime<chrono::Utc>| {
-                            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                        };
-                        println!(
-                            "{} {} created {} {}",
-                            k.kid,
-                            k.algorithm,
-                            time(k.created_at),
-                            match k.retired_at {
-                                _ if k.current => "current".to_owned(),
-                                Some(at) => format!("retired {}", time(at)),
-                                None => "retired".to_owned(),
-                            }
-                        );
-                    }
-                }
+                print_said(&admin::list_keys(&config).await?, json);
                 Ok(())
             }
             Command::Keys {

@@ -217,32 +217,6 @@ async fn reload_keys(auth: AuthService) {
     }
 }
 
-/// One stored signing key, as `authd keys list` shows it.
-pub struct KeyListing {
-    pub kid: String,
-    pub algorithm: String,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    pub retired_at: Option<chrono::DateTime<chrono::Utc>>,
-    pub current: bool,
-}
-
-/// The stored signing keys, the current one first (`authd keys list`).
-pub async fn list_keys(config: &Config) -> anyhow::Result<Vec<KeyListing>> {
-    let repo = open_repo(config).await?;
-    let keys = repo.signing_keys().await;
-    repo.close().await;
-    Ok(keys?
-        .into_iter()
-        .map(|key| KeyListing {
-            kid: key.kid,
-            algorithm: key.algorithm,
-            created_at: key.created_at,
-            retired_at: key.retired_at,
-            current: key.active,
-        })
-        .collect())
-}
-
 /// Makes a new Ed25519 key the one that signs (`authd keys rotate`); returns its `kid`.
 /// Tokens signed by the old one keep verifying until they expire; every running replica
 /// signs with the new one within [`KEY_RELOAD_INTERVAL`] and some seconds.

@@ -12,7 +12,6 @@ use axum::{
     http::{header, HeaderValue},
     response::{Html, IntoResponse, Response},
     routing::get,
-    Json,
 };
 use chrono::{DateTime, Utc};
 use utoipa::{
@@ -134,15 +133,19 @@ pub fn document(public_url: &str) -> utoipa::openapi::OpenApi {
 /// `/docs` itself, with a `<base href="/docs/">` that keeps its relative links on
 /// `/docs/<file>`.
 pub fn router(public_url: &str) -> axum::Router<AppState> {
-    let document = Arc::new(document(public_url));
+    // Serialized once: the document does not change while the server runs.
+    let document =
+        serde_json::to_string(&document(public_url)).expect("the OpenAPI document serializes");
     let config = Arc::new(utoipa_swagger_ui::Config::new([DOCUMENT_PATH]));
     let files = config.clone();
     axum::Router::new()
         .route(
             DOCUMENT_PATH,
             get(move || {
-                let document = document.clone();
-                async move { Json(document.as_ref().clone()) }
+                let body = document.clone();
+                std::future::ready(
+                    ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+                )
             }),
         )
         .route(DOCS_PATH, get(move || std::future::ready(index(&config))))
