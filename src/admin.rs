@@ -46,6 +46,7 @@ fn user_json(user: &User, disabled_at: Option<DateTime<Utc>>) -> Value {
         "id": user.id,
         "username": user.username,
         "email": user.email,
+        "email_verified": user.email_verified,
         "full_name": user.full_name,
         "created_at": time(user.created_at),
         "disabled_at": disabled_at.map(time),
@@ -110,10 +111,15 @@ pub async fn show(config: &Config, name: &str) -> anyhow::Result<Said> {
     json["live_api_keys"] = keys.into();
     Ok(Said {
         text: format!(
-            "id: {}\nusername: {}\nemail: {}\nfull_name: {}\ncreated_at: {}\ndisabled: {}\nTOTP: {}\nlive sessions: {sessions}\nlive API keys: {keys}",
+            "id: {}\nusername: {}\nemail: {}{}\nfull_name: {}\ncreated_at: {}\ndisabled: {}\nTOTP: {}\nlive sessions: {sessions}\nlive API keys: {keys}",
             u.id,
             u.username,
             u.email.as_deref().unwrap_or("-"),
+            match (&u.email, u.email_verified) {
+                (Some(_), true) => " (verified)",
+                (Some(_), false) => " (not verified)",
+                (None, _) => "",
+            },
             u.full_name.as_deref().unwrap_or("-"),
             time(u.created_at),
             creds.disabled_at.map_or("no".to_owned(), time),

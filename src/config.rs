@@ -58,6 +58,13 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// Browser origins allowed by CORS (`https://host[:port]`); empty turns CORS off.
     pub cors_origins: Vec<String>,
+    /// The SMTP server of password-reset and verification mail (may hold a password);
+    /// `None`: e-mail is off.
+    pub smtp_url: Option<SecretString>,
+    /// The `From` of authd's mails.
+    pub mail_from: String,
+    /// Logins of accounts whose address is not verified are refused.
+    pub require_verified_email: bool,
     /// A request not answered within this gets `503`.
     pub request_timeout: Duration,
     /// A connection that has not sent a complete request head within this is closed
@@ -94,6 +101,9 @@ impl fmt::Debug for Config {
             .field("login_rate_per_min", &self.login_rate_per_min)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("cors_origins", &self.cors_origins)
+            .field("smtp_url", &self.smtp_url.as_ref().map(|_| "[redacted]"))
+            .field("mail_from", &self.mail_from)
+            .field("require_verified_email", &self.require_verified_email)
             .field("request_timeout", &self.request_timeout)
             .field("header_timeout", &self.header_timeout)
             .finish()
@@ -263,6 +273,36 @@ pub struct Settings {
         global = true
     )]
     cors_origins: String,
+    /// SMTP server for password-reset and verification mail: smtp://host[:port] (plain),
+    /// smtp://host?tls=starttls, smtps://host (TLS), with user:password@ if it asks; unset:
+    /// e-mail off
+    #[arg(
+        long,
+        env = "AUTHD_SMTP_URL",
+        default_value = "",
+        hide_default_value = true,
+        hide_env_values = true,
+        global = true
+    )]
+    smtp_url: String,
+    /// The From of authd's mails
+    #[arg(
+        long,
+        env = "AUTHD_MAIL_FROM",
+        default_value = "authd@localhost",
+        hide_env_values = true,
+        global = true
+    )]
+    mail_from: String,
+    /// true: a correct password of an account whose address is not verified gets 403
+    #[arg(
+        long,
+        env = "AUTHD_REQUIRE_VERIFIED_EMAIL",
+        default_value = "false",
+        hide_env_values = true,
+        global = true
+    )]
+    require_verified_email: String,
     /// A request not answered within this many seconds gets 503
     #[arg(
         long,
@@ -493,6 +533,30 @@ impl Config {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
+        let smtp_url = match s.smtp_url.trim() {
+            "" => None,
+            url => {
+                let url = SecretString::from(url.to_owned());
+                crate::mail::check_smtp_url(&url)
+                    .map_err(|e| ConfigError::new("AUTHD_SMTP_URL", e))?;
+                Some(url)
+            }
+        };
+        let mail_from = value("AUTHD_MAIL_FROM", &s.mail_from).trim().to_owned();
+        crate::mail::check_mail_from(&mail_from)
+            .map_err(|e| ConfigError::new("AUTHD_MAIL_FROM", e))?;
+        let require_verified_email =
+            match value("AUTHD_REQUIRE_VERIFIED_EMAIL", &s.require_verified_email).trim() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                other => {
+                    return Err(ConfigError::new(
+                        "AUTHD_REQUIRE_VERIFIED_EMAIL",
+                        format!("{other:?} is not one of: true, false"),
+                    ))
+                }
+            };
+
         Ok(Self {
             database_url: SecretString::from(database_url),
             backend,
@@ -511,6 +575,9 @@ impl Config {
             login_rate_per_min,
             trusted_proxies,
             cors_origins,
+            smtp_url,
+            mail_from,
+            require_verified_email,
             request_timeout,
             header_timeout,
         })
@@ -605,6 +672,26 @@ mod tests {
         assert_eq!(c.public_url, None);
         let c = config(&[("AUTHD_PUBLIC_URL", "https://auth.example.com/")]).unwrap();
         assert_eq!(c.public_url.as_deref(), Some("https://auth.example.com"));
+        assert!(c.smtp_url.is_none(), "e-mail is off unless configured");
+        assert_eq!(c.mail_from, "authd@localhost");
+        assert!(!c.require_verified_email);
+    }
+
+    #[test]
+    fn the_smtp_url_is_checked_and_kept_secret() {
+        let c = config(&[
+            ("AUTHD_SMTP_URL", "smtps://mailer:hunter2@mail.example.com"),
+            ("AUTHD_MAIL_FROM", "Example <auth@example.com>"),
+            ("AUTHD_REQUIRE_VERIFIED_EMAIL", "true"),
+        ])
+        .unwrap();
+        assert!(c.smtp_url.is_some());
+        assert!(c.require_verified_email);
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let err =
+            config(&[("AUTHD_SMTP_URL", "ftp://mailer:hunter2@mail.example.com")]).unwrap_err();
+        assert_eq!(err.setting, "AUTHD_SMTP_URL");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]
@@ -624,6 +711,9 @@ mod tests {
             ("AUTHD_LOG_FORMAT", "xml"),
             ("AUTHD_PUBLIC_URL", "auth.example.com"),
             ("AUTHD_PUBLIC_URL", "https://auth.example.com/?x=1"),
+            ("AUTHD_SMTP_URL", "mail.example.com:25"),
+            ("AUTHD_MAIL_FROM", "not an address"),
+            ("AUTHD_REQUIRE_VERIFIED_EMAIL", "yes please"),
         ] {
             let err = config(&[(name, value)]).unwrap_err();
             assert_eq!(err.setting, name, "{value}");

@@ -2,7 +2,8 @@
 //!
 //! A request flows one way: [`http`] handler → [`service`] logic → [`repo`] → database.
 //! [`auth`] holds the credential code the service uses, [`domain`] the parsed types every
-//! layer shares. [`admin`] has the operator's commands (`authd users ...`).
+//! layer shares, [`mail`] the SMTP transport and the mails authd writes. [`admin`] has
+//! the operator's commands (`authd users ...`).
 
 pub mod admin;
 pub mod auth;
@@ -10,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod mail;
 pub mod repo;
 pub mod service;
 pub mod startup;

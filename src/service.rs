@@ -17,6 +17,7 @@ use crate::{
         api_key::{self, ApiKey},
         csrf::{CsrfKey, CSRF_KEY_NAME},
         device::{Device, DeviceKey, DEVICE_KEY_NAME},
+        email_token::{EmailTokenKey, EMAIL_TOKEN_KEY_NAME},
         jwt::TokenError,
         password::Verdict,
         pseudonym::{PseudonymKey, PSEUDONYM_KEY_NAME},
@@ -37,8 +38,11 @@ use crate::{
     },
 };
 
+mod email;
 mod mfa;
+pub mod outbox;
 mod secrets;
+pub use email::MAILS_PER_HOUR;
 pub use mfa::TotpEnrolment;
 pub use secrets::{Vault, VaultError};
 
@@ -102,6 +106,8 @@ pub struct Pruned {
     pub attempt_counts: u64,
     pub events: u64,
     pub mfa_challenges: u64,
+    pub email_tokens: u64,
+    pub mails: u64,
 }
 
 /// A change to the profile: `None` leaves a field as it is, `Some(None)` clears it.
@@ -178,6 +184,20 @@ pub enum Error {
     /// TOTP is already on for the account.
     #[error("second factor already enabled")]
     MfaAlreadyEnabled,
+    /// No SMTP server is configured: the e-mail flows are off.
+    #[error("e-mail is not configured")]
+    EmailUnavailable,
+    /// A reset or verification token that is unknown, used, expired or void.
+    #[error("e-mail token refused")]
+    InvalidEmailToken,
+    /// The account has no e-mail address to verify.
+    #[error("no e-mail address")]
+    NoEmail,
+    #[error("e-mail address already verified")]
+    AlreadyVerified,
+    /// The password was right, but logins need a verified address and this account has none.
+    #[error("e-mail address not verified")]
+    EmailNotVerified,
     /// Password hashing is at capacity.
     #[error("password hashing overloaded")]
     Overloaded,
@@ -275,6 +295,14 @@ struct Inner {
     vault: Vault,
     /// The issuer authenticator apps list TOTP accounts under.
     totp_issuer: String,
+    /// Derives the tokens of reset and verification mails.
+    email_key: EmailTokenKey,
+    /// An SMTP server is configured: the e-mail flows are on.
+    mail_on: bool,
+    /// Logins need a verified address.
+    require_verified_email: bool,
+    /// Wakes this replica's mail sender when a mail is queued.
+    outbox_wake: Arc<tokio::sync::Notify>,
     policy: TokenPolicy,
     clock: Arc<dyn Clock>,
 }
@@ -317,6 +345,9 @@ impl AuthService {
         let csrf_key = vault
             .server_secret(CSRF_KEY_NAME, random_key(), now)
             .await?;
+        let email_key = vault
+            .server_secret(EMAIL_TOKEN_KEY_NAME, random_key(), now)
+            .await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 repo,
@@ -329,6 +360,10 @@ impl AuthService {
                 pseudonyms: PseudonymKey::from_bytes(&pseudonyms)?,
                 vault,
                 totp_issuer: totp::issuer_label(&config.issuer),
+                email_key: EmailTokenKey::from_bytes(&email_key)?,
+                mail_on: config.smtp_url.is_some(),
+                require_verified_email: config.require_verified_email,
+                outbox_wake: Arc::new(tokio::sync::Notify::new()),
                 policy,
                 clock,
             }),
@@ -407,21 +442,32 @@ impl AuthService {
             })
             .await?
             .map_err(Error::WeakPassword)?;
+        let id = Uuid::new_v4();
+        let verification = reg
+            .email
+            .as_ref()
+            .and_then(|address| self.verification_mail(id, address));
         let user = self
             .inner
             .repo
-            .insert_user(&NewUser {
-                id: Uuid::new_v4(),
-                username: reg.username.as_str(),
-                username_normalized: &reg.username.normalized(),
-                email: reg.email.as_ref().map(Email::as_str),
-                email_normalized: reg.email.as_ref().map(Email::normalized).as_deref(),
-                full_name: reg.full_name.as_ref().map(FullName::as_str),
-                password_hash: &hash,
-                created_at: self.now(),
-            })
+            .insert_user(
+                &NewUser {
+                    id,
+                    username: reg.username.as_str(),
+                    username_normalized: &reg.username.normalized(),
+                    email: reg.email.as_ref().map(Email::as_str),
+                    email_normalized: reg.email.as_ref().map(Email::normalized).as_deref(),
+                    full_name: reg.full_name.as_ref().map(FullName::as_str),
+                    password_hash: &hash,
+                    created_at: self.now(),
+                },
+                verification.as_ref().map(|m| self.new_mail(m)).as_ref(),
+            )
             .await?;
         tracing::info!(user_id = %user.id, "user registered");
+        if verification.is_some() {
+            self.mail_queued();
+        }
         Ok(user)
     }
 
@@ -522,6 +568,17 @@ impl AuthService {
                 return Err(Error::InvalidCredentials);
             }
         };
+        if self.inner.require_verified_email && !creds.user.email_verified {
+            // The password was right: no guessing to count against the name.
+            repo.clear_attempts(&subject).await?;
+            self.log_refusal(
+                &name,
+                &client,
+                device.is_some(),
+                "login refused: address not verified",
+            );
+            return Err(Error::EmailNotVerified);
+        }
         if creds.totp {
             // The attempt stays counted until the second factor is given.
             let mfa_token = self
@@ -617,6 +674,8 @@ impl AuthService {
     pub async fn housekeeping(&self) -> Result<Pruned, Error> {
         let now = self.now();
         let repo = &self.inner.repo;
+        // Mails are kept two days: the hourly cap counts them, and every token has expired by then.
+        let (email_tokens, mails) = repo.prune_mail(now, now - TimeDelta::days(2)).await?;
         Ok(Pruned {
             sessions: repo.prune_sessions(now).await?,
             attempt_counts: repo.prune_attempts(now - TimeDelta::days(1)).await?,
@@ -624,6 +683,8 @@ impl AuthService {
                 .prune_events(now - self.inner.policy.event_retention)
                 .await?,
             mfa_challenges: repo.prune_challenges(now).await?,
+            email_tokens,
+            mails,
         })
     }
 
@@ -905,13 +966,28 @@ impl AuthService {
                 .as_ref()
                 .map(|name| name.as_ref().map(FullName::as_str)),
         };
+        // A new address (not the same one in other case) gets a verification mail.
+        let old_address = user.email.as_deref().map(str::to_lowercase);
+        let verification = match &change.email {
+            Some(Some(address)) if old_address.as_deref() != Some(&address.normalized()) => {
+                self.verification_mail(user.id, address)
+            }
+            _ => None,
+        };
         let updated = self
             .inner
             .repo
-            .update_profile(user.id, &profile)
+            .update_profile(
+                user.id,
+                &profile,
+                verification.as_ref().map(|m| self.new_mail(m)).as_ref(),
+            )
             .await?
             .ok_or(Error::NotFound)?;
         tracing::info!(user_id = %user.id, "profile updated");
+        if verification.is_some() {
+            self.mail_queued();
+        }
         Ok(updated)
     }
 
@@ -1208,6 +1284,7 @@ fn attempt_outcome(result: &Result<LoginSuccess, Error>) -> &'static str {
         Ok(_) => "success",
         Err(Error::InvalidCredentials | Error::MfaRefused) => "failure",
         Err(Error::MfaRequired { .. }) => "mfa_required",
+        Err(Error::EmailNotVerified) => "email_not_verified",
         Err(Error::Throttled { .. }) => "throttled",
         Err(Error::Overloaded) => "overloaded",
         Err(_) => "error",

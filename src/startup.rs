@@ -28,6 +28,7 @@ use crate::{
     config::Config,
     domain::Password,
     http::{self, clients::Clients, HttpLimits},
+    mail::Mailer,
     repo::Repo,
     service::{AuthService, Vault, KEY_RELOAD_INTERVAL},
     state::{AppState, PublicUrl},
@@ -41,6 +42,8 @@ pub struct Application {
     repo: Repo,
     limits: HttpLimits,
     header_timeout: Duration,
+    /// The SMTP transport of the mail sender; `None` without `AUTHD_SMTP_URL`.
+    mailer: Option<Mailer>,
 }
 
 /// How long shutdown waits for in-flight requests.
@@ -78,23 +81,27 @@ impl Application {
                 .filter_map(|origin| axum::http::HeaderValue::from_str(origin).ok())
                 .collect(),
         };
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let mailer = config
+            .smtp_url
+            .as_ref()
+            .map(|url| Mailer::new(url, &config.mail_from, &public_url))
+            .transpose()?;
         Ok(Self {
             listener,
             addr,
             state: AppState {
                 auth,
                 clients: Clients::new(config),
-                public_url: PublicUrl(
-                    config
-                        .public_url
-                        .clone()
-                        .unwrap_or_else(|| format!("http://{addr}"))
-                        .into(),
-                ),
+                public_url: PublicUrl(public_url.into()),
             },
             repo,
             limits,
             header_timeout: config.header_timeout,
+            mailer,
         })
     }
 
@@ -126,8 +133,12 @@ impl Application {
             repo,
             limits,
             header_timeout,
+            mailer,
         } = self;
         state.clients.spawn_pruning(Duration::from_secs(60));
+        // Only a replica that can send takes mail from the outbox.
+        let (stop_sending, stop) = tokio::sync::watch::channel(false);
+        let outbox = mailer.map(|mailer| tokio::spawn(state.auth.outbox(mailer).run(stop)));
         let housekeeping = tokio::spawn(housekeeping(state.auth.clone()));
         let key_reload = tokio::spawn(reload_keys(state.auth.clone()));
         let app = http::router(state, &limits);
@@ -172,6 +183,17 @@ impl Application {
         {
             tracing::warn!("in-flight requests still running after the grace period; closing");
         }
+        let _ = stop_sending.send(true);
+        if let Some(mut outbox) = outbox {
+            // A mail being handed over is finished (its SMTP conversation has a timeout).
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut outbox)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the mail sender did not stop within the grace period");
+                outbox.abort();
+            }
+        }
         housekeeping.abort();
         key_reload.abort();
         repo.close().await;
@@ -191,6 +213,8 @@ async fn housekeeping(auth: AuthService) {
                 attempt_counts = pruned.attempt_counts,
                 events = pruned.events,
                 mfa_challenges = pruned.mfa_challenges,
+                email_tokens = pruned.email_tokens,
+                mails = pruned.mails,
                 "expired records deleted"
             ),
             Err(e) => tracing::warn!(error = %e, "deleting expired records failed"),

@@ -6,6 +6,7 @@
 pub mod api_key;
 pub mod csrf;
 pub mod device;
+pub mod email_token;
 pub mod jwt;
 pub mod password;
 pub mod pseudonym;

@@ -31,6 +31,11 @@ impl RefreshToken {
         Self(bytes)
     }
 
+    /// A token of these bytes (a value derived elsewhere under a server key).
+    pub(super) fn from_bytes(bytes: [u8; TOKEN_BYTES]) -> Self {
+        Self(bytes)
+    }
+
     /// Parses a presented token; anything that is not 43 base64url characters is `None`,
     /// without a database lookup.
     pub fn parse(presented: &str) -> Option<Self> {

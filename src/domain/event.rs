@@ -18,6 +18,10 @@ pub enum EventKind {
     ApiKeyCreated,
     ApiKeyRevoked,
     SessionRevoked,
+    /// A reset mail was asked for the account's address (sent or not, under the hourly cap).
+    PasswordResetRequested,
+    PasswordReset,
+    EmailVerified,
 }
 
 impl EventKind {
@@ -35,6 +39,9 @@ impl EventKind {
             EventKind::ApiKeyCreated => "api_key_created",
             EventKind::ApiKeyRevoked => "api_key_revoked",
             EventKind::SessionRevoked => "session_revoked",
+            EventKind::PasswordResetRequested => "password_reset_requested",
+            EventKind::PasswordReset => "password_reset",
+            EventKind::EmailVerified => "email_verified",
         }
     }
 }

@@ -11,6 +11,8 @@ pub struct User {
     pub id: UserId,
     pub username: String,
     pub email: Option<String>,
+    /// The address was shown to be the user's, by a verification mail's token.
+    pub email_verified: bool,
     pub full_name: Option<String>,
     #[serde(serialize_with = "rfc3339_seconds")]
     pub created_at: DateTime<Utc>,
@@ -32,6 +34,7 @@ mod tests {
             id: Uuid::nil(),
             username: "alice".into(),
             email: None,
+            email_verified: false,
             full_name: None,
             created_at: Utc
                 .with_ymd_and_hms(2026, 11, 23, 21, 37, 8)

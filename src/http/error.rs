@@ -73,6 +73,19 @@ pub enum ApiError {
     WrongCode,
     #[error("second factor already enabled")]
     MfaAlreadyEnabled,
+    /// No SMTP server is configured.
+    #[error("e-mail unavailable")]
+    EmailUnavailable,
+    /// A reset or verification token that is unknown, used, expired or void.
+    #[error("invalid token")]
+    InvalidEmailToken,
+    #[error("no e-mail address")]
+    NoEmail,
+    #[error("already verified")]
+    AlreadyVerified,
+    /// A right password, on an account whose address is not verified.
+    #[error("e-mail not verified")]
+    EmailNotVerified,
     #[error("method not allowed")]
     MethodNotAllowed,
     /// The database is unavailable (the cause is logged), or the request timed out.
@@ -115,6 +128,11 @@ impl ApiError {
             ApiError::WrongPassword => (StatusCode::UNAUTHORIZED, "invalid_password"),
             ApiError::WrongCode => (StatusCode::UNAUTHORIZED, "invalid_code"),
             ApiError::MfaAlreadyEnabled => (StatusCode::CONFLICT, "mfa_already_enabled"),
+            ApiError::EmailUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "email_unavailable"),
+            ApiError::InvalidEmailToken => (StatusCode::BAD_REQUEST, "invalid_token"),
+            ApiError::NoEmail => (StatusCode::UNPROCESSABLE_ENTITY, "no_email"),
+            ApiError::AlreadyVerified => (StatusCode::CONFLICT, "already_verified"),
+            ApiError::EmailNotVerified => (StatusCode::FORBIDDEN, "email_not_verified"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
@@ -146,6 +164,15 @@ impl ApiError {
             ApiError::WrongCode => "the code is wrong, or was used already".into(),
             ApiError::MfaAlreadyEnabled => {
                 "TOTP is already on for this account; turn it off first to enrol again".into()
+            }
+            ApiError::EmailUnavailable => {
+                "e-mail is not configured on this server (AUTHD_SMTP_URL)".into()
+            }
+            ApiError::InvalidEmailToken => "the token is invalid, expired or already used".into(),
+            ApiError::NoEmail => "the account has no e-mail address; add one first".into(),
+            ApiError::AlreadyVerified => "the e-mail address is already verified".into(),
+            ApiError::EmailNotVerified => {
+                "the password is right, but the account's e-mail address is not verified yet".into()
             }
             ApiError::MethodNotAllowed => "method not allowed on this resource".into(),
             ApiError::Unavailable(_) => {
@@ -212,6 +239,11 @@ impl From<service::Error> for ApiError {
             ),
             E::WrongCode => ApiError::WrongCode,
             E::MfaAlreadyEnabled => ApiError::MfaAlreadyEnabled,
+            E::EmailUnavailable => ApiError::EmailUnavailable,
+            E::InvalidEmailToken => ApiError::InvalidEmailToken,
+            E::NoEmail => ApiError::NoEmail,
+            E::AlreadyVerified => ApiError::AlreadyVerified,
+            E::EmailNotVerified => ApiError::EmailNotVerified,
             // Outside the token endpoints (which answer these themselves, see `OAuthError`).
             E::MfaRequired { .. } | E::MfaRefused => {
                 ApiError::Unauthorized(AuthFailure::InvalidToken(MFA_REFUSED))
@@ -241,7 +273,9 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::Validation(fields) => body["fields"] = json!(fields),
             // Also answered by the token endpoints, whose clients read RFC 6749's field.
-            ApiError::TooManyRequests { .. } => body["error_description"] = body["detail"].clone(),
+            ApiError::TooManyRequests { .. } | ApiError::EmailNotVerified => {
+                body["error_description"] = body["detail"].clone()
+            }
             _ => {}
         }
         let mut response = (status, Json(body)).into_response();

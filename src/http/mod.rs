@@ -5,6 +5,7 @@ mod api_keys;
 mod auth;
 pub mod clients;
 mod device;
+mod email;
 pub mod error;
 mod events;
 pub mod extract;
@@ -68,6 +69,7 @@ pub fn routes(clients: Clients, public_url: &str) -> Router<AppState> {
         .merge(token::router())
         .merge(auth::credential_router())
         .merge(mfa::credential_router())
+        .merge(email::credential_router())
         .route_layer(middleware::from_fn_with_state(clients, clients::rate_limit));
     Router::new()
         .merge(credential_endpoints)
@@ -76,6 +78,7 @@ pub fn routes(clients: Clients, public_url: &str) -> Router<AppState> {
         .merge(mfa::router())
         .merge(sessions::router())
         .merge(events::router())
+        .merge(email::router())
         .merge(auth::router())
         .merge(health::router())
         .merge(wellknown::router())

@@ -23,7 +23,9 @@ use utoipa::{
 };
 use uuid::Uuid;
 
-use super::{api_keys, auth, events, health, metrics, mfa, sessions, token, users, wellknown};
+use super::{
+    api_keys, auth, email, events, health, metrics, mfa, sessions, token, users, wellknown,
+};
 use crate::state::AppState;
 
 /// Where the document is served.
@@ -35,7 +37,7 @@ pub const DOCS_PATH: &str = "/docs";
 #[openapi(
     info(
         title = "authd",
-        description = "User authentication: accounts, the OAuth 2.0 password and refresh-token grants, JWT access tokens, API keys, TOTP, sessions and the audit trail."
+        description = "User authentication: accounts, the OAuth 2.0 password and refresh-token grants, JWT access tokens, API keys, TOTP, sessions, the audit trail, and password reset and address verification by e-mail."
     ),
     paths(
         users::register,
@@ -53,6 +55,10 @@ pub const DOCS_PATH: &str = "/docs";
         mfa::enrol,
         mfa::confirm,
         mfa::disable,
+        email::request_reset,
+        email::confirm_reset,
+        email::resend_verification,
+        email::verify,
         api_keys::list,
         api_keys::create,
         api_keys::revoke,
@@ -71,6 +77,7 @@ pub const DOCS_PATH: &str = "/docs";
         (name = "users", description = "Registration and the account"),
         (name = "tokens", description = "Login, refresh and logout"),
         (name = "mfa", description = "The TOTP second factor"),
+        (name = "email", description = "Password reset and address verification by e-mail (503 `email_unavailable` without AUTHD_SMTP_URL)"),
         (name = "api-keys", description = "API keys for scripts and services"),
         (name = "sessions", description = "The account's sessions and events"),
         (name = "operations", description = "Health, keys, discovery and metrics"),
@@ -252,6 +259,8 @@ pub struct UserSchema {
     pub id: Uuid,
     pub username: String,
     pub email: Option<String>,
+    /// `true` once a verification mail's token was used; `false` again when the address changes.
+    pub email_verified: bool,
     pub full_name: Option<String>,
     pub created_at: DateTime<Utc>,
 }
@@ -317,6 +326,30 @@ pub struct Login {
 #[derive(ToSchema)]
 pub struct RefreshTokenBody {
     pub refresh_token: String,
+}
+
+/// `POST /auth/password-reset`.
+#[derive(ToSchema)]
+pub struct PasswordResetRequest {
+    #[schema(format = Email)]
+    pub email: String,
+}
+
+/// `POST /auth/password-reset/confirm`.
+#[derive(ToSchema)]
+pub struct PasswordResetConfirm {
+    /// The token of the reset mail (its `Token:` line, or the link's `token` parameter).
+    pub token: String,
+    /// 8 to 128 characters, not containing the username, not common.
+    #[schema(format = Password)]
+    pub new_password: String,
+}
+
+/// `POST /auth/verify-email`.
+#[derive(ToSchema)]
+pub struct EmailToken {
+    /// The token of the verification mail.
+    pub token: String,
 }
 
 /// `POST /auth/mfa`.

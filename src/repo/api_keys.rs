@@ -47,14 +47,14 @@ pub struct KeyUser {
 /// then the user's columns ([`rows::key_user`]). Expiry is judged by the caller, so that the
 /// statement binds nothing but the hash on either driver.
 pub(super) const KEY_USER: &str =
-    "SELECT k.id, k.last_used_at, k.expires_at, u.id, u.username, u.email, u.full_name, u.created_at \
+    "SELECT k.id, k.last_used_at, k.expires_at, u.id, u.username, u.email, u.full_name, u.created_at, u.email_verified \
      FROM api_keys k JOIN users u ON u.id = k.user_id \
      WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND u.disabled_at IS NULL";
 
 /// [`KEY_USER`] for a group of hashes on PostgreSQL, each row led by its hash
 /// ([`rows::hashed_key_user`]).
 const KEY_USERS: &str =
-    "SELECT k.key_hash, k.id, k.last_used_at, k.expires_at, u.id, u.username, u.email, u.full_name, u.created_at \
+    "SELECT k.key_hash, k.id, k.last_used_at, k.expires_at, u.id, u.username, u.email, u.full_name, u.created_at, u.email_verified \
      FROM api_keys k JOIN users u ON u.id = k.user_id \
      WHERE k.key_hash = ANY($1) AND k.revoked_at IS NULL AND u.disabled_at IS NULL";
 

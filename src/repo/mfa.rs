@@ -244,7 +244,7 @@ impl Repo {
     ) -> RepoResult<Option<Challenge>> {
         with_pool!(self.db(), pool => {
             sqlx::query(
-                "SELECT c.subject, c.device_id, u.id, u.username, u.email, u.full_name, u.created_at \
+                "SELECT c.subject, c.device_id, u.id, u.username, u.email, u.full_name, u.created_at, u.email_verified \
                  FROM mfa_challenges c JOIN users u ON u.id = c.user_id \
                  WHERE c.token_hash = $1 AND c.expires_at > $2 AND u.disabled_at IS NULL",
             )

@@ -13,6 +13,7 @@ mod checks;
 mod error;
 pub(crate) mod events;
 mod keys;
+mod mail;
 mod mfa;
 mod pg_checkers;
 mod rotations;
@@ -34,6 +35,7 @@ use sqlx::{
 pub use api_keys::{ApiKeyInfo, KeyUser, NewApiKey};
 pub use error::{RepoError, RepoResult, UniqueField};
 pub use keys::Resealed;
+pub use mail::{FoundToken, MailEnd, NewMail, OutgoingMail};
 pub use mfa::{Challenge, NewChallenge};
 pub use sessions::{NewSession, RefreshRecord, Rotation, SessionInfo};
 pub use throttle::{Attempt, LockRule};
@@ -316,16 +318,19 @@ mod tests {
 
         let now = Utc::now();
         let user = repo
-            .insert_user(&NewUser {
-                id: Uuid::new_v4(),
-                username: "Alice",
-                username_normalized: "alice",
-                email: Some("alice@example.com"),
-                email_normalized: Some("alice@example.com"),
-                full_name: None,
-                password_hash: "$argon2id$not-checked-here",
-                created_at: now,
-            })
+            .insert_user(
+                &NewUser {
+                    id: Uuid::new_v4(),
+                    username: "Alice",
+                    username_normalized: "alice",
+                    email: Some("alice@example.com"),
+                    email_normalized: Some("alice@example.com"),
+                    full_name: None,
+                    password_hash: "$argon2id$not-checked-here",
+                    created_at: now,
+                },
+                None,
+            )
             .await
             .unwrap();
         let session_id = Uuid::new_v4();

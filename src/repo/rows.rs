@@ -12,12 +12,13 @@ use uuid::Uuid;
 
 use super::{
     api_keys::{ApiKeyInfo, KeyUser},
+    mail::{FoundToken, OutgoingMail},
     mfa::Challenge,
     sessions::{RefreshRecord, SessionInfo},
     users::Credentials,
     RepoError, RepoResult,
 };
-use crate::domain::{Event, StoredSecret, StoredSigningKey, StoredTotp, User};
+use crate::domain::{Event, MailPurpose, StoredSecret, StoredSigningKey, StoredTotp, User};
 
 /// A row of any driver, read by column position.
 pub(super) trait Columns {
@@ -110,7 +111,7 @@ impl From<rusqlite::types::FromSqlError> for RepoError {
 }
 
 /// The user object's columns of the `users` table, in [`user`]'s order.
-pub(super) const USER_COLUMNS: &str = "id, username, email, full_name, created_at";
+pub(super) const USER_COLUMNS: &str = "id, username, email, full_name, created_at, email_verified";
 
 /// A user from [`USER_COLUMNS`], starting at column `at`.
 pub(super) fn user(row: &impl Columns, at: usize) -> RepoResult<User> {
@@ -120,6 +121,7 @@ pub(super) fn user(row: &impl Columns, at: usize) -> RepoResult<User> {
         email: row.opt_text(at + 2)?,
         full_name: row.opt_text(at + 3)?,
         created_at: row.time(at + 4)?,
+        email_verified: row.flag(at + 5)?,
     })
 }
 
@@ -127,9 +129,9 @@ pub(super) fn user(row: &impl Columns, at: usize) -> RepoResult<User> {
 pub(super) fn credentials(row: &impl Columns) -> RepoResult<Credentials> {
     Ok(Credentials {
         user: user(row, 0)?,
-        password_hash: row.text(5)?,
-        disabled_at: row.opt_time(6)?,
-        totp: row.opt_time(7)?.is_some(),
+        password_hash: row.text(6)?,
+        disabled_at: row.opt_time(7)?,
+        totp: row.opt_time(8)?.is_some(),
     })
 }
 
@@ -246,5 +248,30 @@ pub(super) fn challenge(row: &impl Columns) -> RepoResult<Challenge> {
         subject: row.text(0)?,
         device_id: row.opt_uuid(1)?,
         user: user(row, 2)?,
+    })
+}
+
+/// `t.id, t.user_id, u.username, t.email, u.email_normalized`: an e-mail token and its user.
+pub(super) fn found_token(row: &impl Columns) -> RepoResult<FoundToken> {
+    Ok(FoundToken {
+        id: row.uuid(0)?,
+        user_id: row.uuid(1)?,
+        username: row.text(2)?,
+        email: row.text(3)?,
+        user_email: row.opt_text(4)?,
+    })
+}
+
+/// `id, token_id, purpose, recipient, give_up_at, attempts` of `mail_outbox`.
+pub(super) fn outgoing_mail(row: &impl Columns) -> RepoResult<OutgoingMail> {
+    let purpose = row.text(2)?;
+    Ok(OutgoingMail {
+        id: row.uuid(0)?,
+        token_id: row.opt_uuid(1)?,
+        purpose: MailPurpose::from_stored(&purpose)
+            .ok_or_else(|| RepoError::other("an outbox row of an unknown purpose"))?,
+        recipient: row.text(3)?,
+        give_up_at: row.time(4)?,
+        attempts: row.int(5)?,
     })
 }

@@ -59,14 +59,14 @@ pub(super) const FIND_REFRESH: &str =
 /// ([`rows::session_user`]): the per-request revocation check on PostgreSQL, for a group of
 /// requests in one statement. (On SQLite, [`super::sqlite_reader`] asks per session.)
 pub(super) const SESSION_USERS: &str =
-    "SELECT s.id, u.id, u.username, u.email, u.full_name, u.created_at \
+    "SELECT s.id, u.id, u.username, u.email, u.full_name, u.created_at, u.email_verified \
      FROM sessions s JOIN users u ON u.id = s.user_id \
      WHERE s.id = ANY($1) AND s.revoked_at IS NULL AND u.disabled_at IS NULL";
 
 /// One session check on SQLite: the session `$1`, if live and owned by `$2`, an enabled user,
 /// with its owner ([`rows::session_user`]).
 pub(super) const SESSION_USER: &str =
-    "SELECT s.id, u.id, u.username, u.email, u.full_name, u.created_at \
+    "SELECT s.id, u.id, u.username, u.email, u.full_name, u.created_at, u.email_verified \
      FROM sessions s JOIN users u ON u.id = s.user_id \
      WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND u.disabled_at IS NULL";
 

@@ -3,6 +3,7 @@ use uuid::Uuid;
 
 use super::{
     events::insert_event,
+    mail::{queue_mail, NewMail},
     rows::{self, USER_COLUMNS},
     with_pool, Repo, RepoResult,
 };
@@ -47,15 +48,22 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Repo {
-    /// Inserts a user; a taken username or e-mail is [`super::RepoError::Conflict`], decided by
+    /// Inserts a user, with the verification mail of its address if one is given, in one
+    /// transaction; a taken username or e-mail is [`super::RepoError::Conflict`], decided by
     /// the unique constraints, so concurrent registrations of one name cannot both succeed.
-    pub async fn insert_user(&self, new: &NewUser<'_>) -> RepoResult<User> {
+    pub async fn insert_user(
+        &self,
+        new: &NewUser<'_>,
+        verification: Option<&NewMail<'_>>,
+    ) -> RepoResult<User> {
         let sql = format!(
             "INSERT INTO users (id, username, username_normalized, email, email_normalized, \
              full_name, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              RETURNING {USER_COLUMNS}"
         );
-        with_pool!(self.db(), pool => {
+        let db = self.db();
+        with_pool!(db, pool => {
+            let mut tx = pool.begin().await?;
             let row = sqlx::query(&sql)
                 .bind(new.id)
                 .bind(new.username)
@@ -65,9 +73,27 @@ impl Repo {
                 .bind(new.full_name)
                 .bind(new.password_hash)
                 .bind(new.created_at)
-                .fetch_one(pool)
+                .fetch_one(&mut *tx)
                 .await?;
-            rows::user(&row, 0)
+            let user = rows::user(&row, 0)?;
+            if let Some(mail) = verification {
+                queue_mail!(db, tx, mail);
+            }
+            tx.commit().await?;
+            Ok(user)
+        })
+    }
+
+    /// The user whose address is `email_normalized`.
+    pub async fn user_by_email(&self, email_normalized: &str) -> RepoResult<Option<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email_normalized = $1");
+        with_pool!(self.db(), pool => {
+            sqlx::query(&sql)
+                .bind(email_normalized)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| rows::user(&row, 0))
+                .transpose()
         })
     }
 
@@ -122,38 +148,52 @@ impl Repo {
     }
 
     /// Changes the e-mail address (with its normalized copy) and the full name; a taken address
-    /// is [`super::RepoError::Conflict`]. Returns the user as it now is.
+    /// is [`super::RepoError::Conflict`]. A new address is not verified; its verification
+    /// mail, if given, is written in the same transaction. Returns the user as it now is.
     pub async fn update_profile(
         &self,
         user_id: Uuid,
         profile: &Profile<'_>,
+        verification: Option<&NewMail<'_>>,
     ) -> RepoResult<Option<User>> {
         // A field not in the change keeps its stored value ($5, $6: whether to set it).
         let sql = format!(
             "UPDATE users SET \
+             email_verified = CASE WHEN $5 AND email_normalized IS DISTINCT FROM $2 \
+               THEN FALSE ELSE email_verified END, \
              email = CASE WHEN $5 THEN $1 ELSE email END, \
              email_normalized = CASE WHEN $5 THEN $2 ELSE email_normalized END, \
              full_name = CASE WHEN $6 THEN $3 ELSE full_name END \
              WHERE id = $4 RETURNING {USER_COLUMNS}"
         );
         let (email, email_normalized) = profile.email.flatten().unzip();
-        with_pool!(self.db(), pool => {
-            sqlx::query(&sql)
+        let db = self.db();
+        with_pool!(db, pool => {
+            let mut tx = pool.begin().await?;
+            let Some(row) = sqlx::query(&sql)
                 .bind(email)
                 .bind(email_normalized)
                 .bind(profile.full_name.flatten())
                 .bind(user_id)
                 .bind(profile.email.is_some())
                 .bind(profile.full_name.is_some())
-                .fetch_optional(pool)
+                .fetch_optional(&mut *tx)
                 .await?
-                .map(|row| rows::user(&row, 0))
-                .transpose()
+            else {
+                return Ok(None);
+            };
+            let user = rows::user(&row, 0)?;
+            if let Some(mail) = verification {
+                queue_mail!(db, tx, mail);
+            }
+            tx.commit().await?;
+            Ok(Some(user))
         })
     }
 
     /// In one transaction: replaces the password hash (if it is still `old_hash`), ends
-    /// every live session of the user but `keep`, and records `event`. `false` when the hash changed meanwhile.
+    /// every live session of the user but `keep`, voids the user's reset tokens, and records
+    /// `event`. `false` when the hash changed meanwhile.
     pub async fn change_password(
         &self,
         user_id: Uuid,
@@ -186,6 +226,10 @@ impl Repo {
             .bind(keep)
             .execute(&mut *tx)
             .await?;
+            sqlx::query(super::mail::VOID_RESETS)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
             insert_event!(&mut *tx, event);
             tx.commit().await?;
             Ok(true)

@@ -328,7 +328,7 @@ async fn a_master_key_seals_the_stored_secrets_and_a_wrong_one_changes_nothing()
     let kid = app.jwks().await["keys"][0]["kid"].clone();
     app.stop().await;
     let clear = stored_private_keys(&db).await;
-    assert_eq!(clear.len(), 5, "one signing key and four server secrets");
+    assert_eq!(clear.len(), 6, "one signing key and five server secrets");
     let clear_sealed = db
         .query_column::<bool>("SELECT sealed FROM signing_keys")
         .await;
@@ -414,7 +414,7 @@ async fn rekey_moves_the_secrets_to_a_new_master_key() {
         "{}",
         String::from_utf8_lossy(&done.stderr)
     );
-    assert!(String::from_utf8_lossy(&done.stdout).contains("5 stored secrets"));
+    assert!(String::from_utf8_lossy(&done.stdout).contains("6 stored secrets"));
 
     let old = test_config(&db, &[("AUTHD_MASTER_KEY", key_a.as_str())]);
     assert!(

@@ -8,6 +8,7 @@ mod account;
 mod api_keys;
 mod bad_tokens;
 mod cookie_mode;
+mod email;
 mod faults;
 mod hardening;
 mod load;

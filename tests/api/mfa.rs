@@ -527,7 +527,7 @@ async fn the_totp_secret_is_sealed_at_rest_and_survives_a_rekey() {
         "{}",
         String::from_utf8_lossy(&done.stderr)
     );
-    assert!(String::from_utf8_lossy(&done.stdout).contains("6 stored secrets"));
+    assert!(String::from_utf8_lossy(&done.stdout).contains("7 stored secrets"));
     assert_ne!(stored().await, sealed);
 
     let app = spawn_app_on(db.clone(), &[("AUTHD_MASTER_KEY", key_b.as_str())]).await;

@@ -23,10 +23,11 @@ async fn register_returns_201_and_the_user_object_without_any_password() {
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(keys.len(), 5, "{user}");
+    assert_eq!(keys.len(), 6, "{user}");
     assert!(uuid::Uuid::parse_str(user["id"].as_str().unwrap()).is_ok());
     assert_eq!(user["username"], "Alice.Smith");
     assert_eq!(user["email"], "alice@example.com");
+    assert_eq!(user["email_verified"], false);
     assert_eq!(user["full_name"], "Alice Smith");
     let created = user["created_at"].as_str().unwrap();
     assert!(
