@@ -7,9 +7,10 @@
 //! ```
 //!
 //! It speaks just enough SMTP (RFC 5321) for a client sending over plain TCP: `EHLO`/`HELO`,
-//! `MAIL`, `RCPT`, `DATA`, `RSET`, `NOOP`, `QUIT`. No TLS, no authentication, nothing
-//! relayed: never expose it beyond your machine.
+//! `AUTH PLAIN` (any name and password are taken, and noted), `MAIL`, `RCPT`, `DATA`,
+//! `RSET`, `NOOP`, `QUIT`. No TLS, nothing relayed: never expose it beyond your machine.
 
+use base64::{engine::general_purpose::STANDARD, Engine};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     net::{TcpListener, TcpStream},
@@ -23,6 +24,8 @@ pub struct Received {
     pub to: Vec<String>,
     /// The message (headers and body) with the dot-stuffing undone, lines ending in CRLF.
     pub data: String,
+    /// The name and password the client logged in with (`AUTH PLAIN`), if it did.
+    pub login: Option<(String, String)>,
 }
 
 impl Received {
@@ -56,6 +59,7 @@ async fn session(stream: TcpStream, deliver: impl Fn(Received)) -> std::io::Resu
     write.write_all(b"220 mail-catcher ESMTP\r\n").await?;
     let mut from = None;
     let mut to = Vec::new();
+    let mut login = None;
     let mut line = String::new();
     loop {
         line.clear();
@@ -69,7 +73,14 @@ async fn session(stream: TcpStream, deliver: impl Fn(Received)) -> std::io::Resu
             .unwrap_or_default()
             .to_ascii_uppercase();
         let reply: &[u8] = match verb.as_str() {
-            "EHLO" => b"250-mail-catcher\r\n250 8BITMIME\r\n",
+            "EHLO" => b"250-mail-catcher\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n",
+            "AUTH" => match plain_login(command) {
+                Some(credentials) => {
+                    login = Some(credentials);
+                    b"235 authenticated\r\n"
+                }
+                None => b"504 only AUTH PLAIN with an initial response\r\n",
+            },
             "HELO" => b"250 mail-catcher\r\n",
             "MAIL" => {
                 from = Some(address(command));
@@ -87,6 +98,7 @@ async fn session(stream: TcpStream, deliver: impl Fn(Received)) -> std::io::Resu
                     from: from.take().unwrap_or_default(),
                     to: std::mem::take(&mut to),
                     data,
+                    login: login.clone(),
                 });
                 b"250 OK: queued\r\n"
             }
@@ -105,6 +117,17 @@ async fn session(stream: TcpStream, deliver: impl Fn(Received)) -> std::io::Resu
         };
         write.write_all(reply).await?;
     }
+}
+
+/// The name and password of `AUTH PLAIN <base64 of "\0name\0password">`.
+fn plain_login(command: &str) -> Option<(String, String)> {
+    let mut words = command.split_whitespace().skip(1);
+    if !words.next()?.eq_ignore_ascii_case("PLAIN") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(words.next()?).ok()?).ok()?;
+    let mut parts = decoded.split('\0').skip(1);
+    Some((parts.next()?.to_owned(), parts.next()?.to_owned()))
 }
 
 /// The address between the angle brackets of `MAIL FROM:<...>` or `RCPT TO:<...>`.
@@ -144,8 +167,12 @@ async fn main() -> std::io::Result<()> {
     let listener = TcpListener::bind(&addr).await?;
     println!("mail-catcher listening on {addr}; set AUTHD_SMTP_URL=smtp://{addr}");
     serve(listener, |mail: Received| {
+        let login = match &mail.login {
+            Some((name, _)) => format!(" (logged in as {name})"),
+            None => String::new(),
+        };
         println!(
-            "----- mail from <{}> to <{}> -----\n{}",
+            "----- mail from <{}> to <{}>{login} -----\n{}",
             mail.from,
             mail.to.join(">, <"),
             mail.data

@@ -21,6 +21,8 @@ pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     public_url: String,
+    /// The host of the public URL: the right-hand side of the mails' `Message-ID`.
+    host: String,
 }
 
 /// What a mail says.
@@ -106,12 +108,19 @@ impl Mailer {
                 .parse()
                 .map_err(|_| anyhow::anyhow!("AUTHD_MAIL_FROM is not an address"))?,
             public_url: public_url.trim_end_matches('/').to_owned(),
+            host: url::Url::parse(public_url)
+                .ok()
+                .and_then(|url| url.host_str().map(str::to_owned))
+                .unwrap_or_else(|| "localhost".into()),
         })
     }
 
-    /// The mail of `purpose` to `to`, carrying `token` in a link and on a line of its own.
+    /// The mail `id` of `purpose` to `to`, carrying `token` in a link and on a line of its
+    /// own. Its `Message-ID` comes from `id`, so that a mail sent again (its sender died
+    /// before recording it sent) is the same message to the recipient's client.
     pub fn message(
         &self,
+        id: uuid::Uuid,
         purpose: MailPurpose,
         to: &str,
         token: &EmailToken,
@@ -121,6 +130,7 @@ impl Mailer {
             .map_err(|_| SendError::Permanent("the recipient is not a mailbox address".into()))?;
         let content = self.content(purpose, &token.encode());
         Message::builder()
+            .message_id(Some(format!("<{}@{}>", id.simple(), self.host)))
             .from(self.from.clone())
             .to(to)
             .subject(content.subject)
@@ -243,12 +253,17 @@ mod tests {
             .unwrap()
             .token(uuid::Uuid::new_v4());
         let text = token.encode();
+        let id = uuid::Uuid::new_v4();
         let message = mailer
-            .message(MailPurpose::PasswordReset, "bob@example.com", &token)
+            .message(id, MailPurpose::PasswordReset, "bob@example.com", &token)
             .unwrap();
         let raw = String::from_utf8(message.formatted()).unwrap();
         assert!(raw.contains("From: authd <auth@example.com>"), "{raw}");
         assert!(raw.contains("To: bob@example.com"), "{raw}");
+        assert!(
+            raw.contains(&format!("Message-ID: <{}@auth.example.com>", id.simple())),
+            "{raw}"
+        );
         assert!(raw.contains("Subject: Reset your password"), "{raw}");
         assert!(raw.contains("multipart/alternative"), "{raw}");
         assert!(raw.contains("text/html"), "{raw}");
@@ -275,7 +290,7 @@ mod tests {
         )));
 
         assert!(matches!(
-            mailer.message(MailPurpose::Verification, "not an address", &token),
+            mailer.message(id, MailPurpose::Verification, "not an address", &token),
             Err(SendError::Permanent(_))
         ));
         assert_eq!(

@@ -108,7 +108,10 @@ impl Outbox {
             return;
         }
         let token = self.key.token(token_id);
-        let sent = match self.mailer.message(mail.purpose, &mail.recipient, &token) {
+        let sent = match self
+            .mailer
+            .message(mail.id, mail.purpose, &mail.recipient, &token)
+        {
             Ok(message) => self.mailer.send(message).await,
             Err(e) => Err(e),
         };

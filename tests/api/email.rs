@@ -527,3 +527,91 @@ async fn a_mail_asked_while_smtp_is_down_arrives_once_after_a_restart() {
     );
     first.login(&name, NEW_PASSWORD).await;
 }
+
+#[tokio::test]
+async fn the_server_logs_in_to_smtp_and_no_token_or_smtp_password_reaches_the_log() {
+    let mut mailbox = MailBox::start().await;
+    let db = TestDb::new().await;
+    let smtp = format!("smtp://mailer:s3cret-pass@{}", mailbox.addr);
+    let (mut child, base, mut stderr) = crate::operations::start_binary_with(
+        &db,
+        "debug",
+        &[
+            ("AUTHD_SMTP_URL", smtp.as_str()),
+            ("AUTHD_MAIL_FROM", FROM),
+            ("AUTHD_PUBLIC_URL", PUBLIC_URL),
+            ("AUTHD_LOGIN_RATE_PER_MIN", "0"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        let request = client.post(format!("{base}{path}")).json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    let name = unique_name("logged");
+    let r = post(
+        "/users",
+        json!({"username": name, "password": PASSWORD, "email": "logged@example.test"}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let verification = mailbox.next().await;
+    assert_eq!(
+        verification.login,
+        Some(("mailer".to_owned(), "s3cret-pass".to_owned())),
+        "the URL's credentials log in to the SMTP server"
+    );
+    let verify_token = token_of(&verification, "verify-email");
+    let r = post("/auth/verify-email", json!({ "token": verify_token })).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = post(
+        "/auth/password-reset",
+        json!({"email": "logged@example.test"}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let reset_token = token_of(&mailbox.next().await, "reset-password");
+    let r = post(
+        "/auth/password-reset/confirm",
+        json!({"token": reset_token, "new_password": NEW_PASSWORD}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+
+    crate::operations::sigterm(&child);
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut log).unwrap();
+    assert!(log.contains("mail sent"), "{log}");
+    for secret in [
+        verify_token.as_str(),
+        reset_token.as_str(),
+        "s3cret-pass",
+        NEW_PASSWORD,
+    ] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+}
+
+#[tokio::test]
+async fn reset_requests_share_the_per_ip_limit_of_the_credential_endpoints() {
+    let mailbox = MailBox::start().await;
+    let app = mailing_app(&mailbox, &[("AUTHD_LOGIN_RATE_PER_MIN", "3")]).await;
+    let r = app
+        .token(&[("username", "someone"), ("password", "wrong password")])
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    ask_reset(&app, "someone@example.test").await;
+    let r = confirm_reset(&app, &"A".repeat(43), NEW_PASSWORD).await;
+    assert_error(r, StatusCode::BAD_REQUEST, "invalid_token").await;
+    let r = app
+        .post_json(
+            "/auth/password-reset",
+            &json!({"email": "someone@example.test"}),
+        )
+        .await;
+    assert_error(r, StatusCode::TOO_MANY_REQUESTS, "too_many_requests").await;
+}

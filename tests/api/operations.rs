@@ -254,7 +254,7 @@ async fn migrate_applies_the_schema_and_exits() {
     assert_eq!(users, [0]);
 }
 
-type Started = (
+pub(crate) type Started = (
     std::process::Child,
     String,
     BufReader<std::process::ChildStderr>,
@@ -267,7 +267,7 @@ fn start_binary(db: &TestDb, rust_log: &str) -> Started {
 }
 
 /// As [`start_binary`], with more environment variables.
-fn start_binary_with(db: &TestDb, rust_log: &str, env: &[(&str, &str)]) -> Started {
+pub(crate) fn start_binary_with(db: &TestDb, rust_log: &str, env: &[(&str, &str)]) -> Started {
     let mut child = authd()
         .env("DATABASE_URL", &db.url)
         .env("AUTHD_ADDR", "127.0.0.1:0")
@@ -290,7 +290,7 @@ fn start_binary_with(db: &TestDb, rust_log: &str, env: &[(&str, &str)]) -> Start
     panic!("authd exited before listening: {status:?}");
 }
 
-fn sigterm(child: &std::process::Child) {
+pub(crate) fn sigterm(child: &std::process::Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
