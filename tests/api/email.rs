@@ -411,6 +411,43 @@ async fn verification_tokens_expire_after_a_day() {
     app.clock.advance(Duration::from_secs(30 * 60 + 1));
     let r = confirm_reset(&app, &reset, NEW_PASSWORD).await;
     assert_error(r, StatusCode::BAD_REQUEST, "invalid_token").await;
+
+    // Housekeeping deletes expired tokens, and mails once they are two days old.
+    let pruned = app.auth.housekeeping().await.unwrap();
+    assert_eq!((pruned.email_tokens, pruned.mails), (3, 0));
+    app.clock.advance(Duration::from_secs(2 * 24 * 3600));
+    let pruned = app.auth.housekeeping().await.unwrap();
+    assert_eq!(pruned.mails, 3);
+    let left: Vec<i64> = app
+        .db
+        .query_column("SELECT COUNT(*) FROM mail_outbox")
+        .await;
+    assert_eq!(left, [0]);
+}
+
+#[tokio::test]
+async fn tls_modes_never_fall_back_to_plain_text() {
+    // A server that offers neither STARTTLS nor TLS: a mail for `?tls=starttls` or
+    // `smtps://` must not be sent to it in clear.
+    let mut mailbox = MailBox::start().await;
+    for url in [
+        format!("smtp://{}?tls=starttls", mailbox.addr),
+        format!("smtps://{}", mailbox.addr),
+    ] {
+        let app = spawn_app_with(&[("AUTHD_SMTP_URL", url.as_str())]).await;
+        register_with_email(&app, &unique_name("tls"), "tls@example.test").await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let sent: Vec<i64> = app
+            .db
+            .query_column("SELECT attempts FROM mail_outbox WHERE sent_at IS NULL")
+            .await;
+        assert!(
+            sent.len() == 1 && sent[0] >= 1,
+            "{url}: tried, not sent: {sent:?}"
+        );
+        app.stop().await;
+    }
+    mailbox.nothing_more(Duration::from_millis(200)).await;
 }
 
 #[tokio::test]
