@@ -141,6 +141,7 @@ impl Application {
         let outbox = mailer.map(|mailer| tokio::spawn(state.auth.outbox(mailer).run(stop)));
         let housekeeping = tokio::spawn(housekeeping(state.auth.clone()));
         let key_reload = tokio::spawn(reload_keys(state.auth.clone()));
+        let metrics_upkeep = tokio::spawn(http::metrics::upkeep());
         let app = http::router(state, &limits);
 
         let mut http = hyper::server::conn::http1::Builder::new();
@@ -196,6 +197,7 @@ impl Application {
         }
         housekeeping.abort();
         key_reload.abort();
+        metrics_upkeep.abort();
         repo.close().await;
         tracing::info!("authd stopped");
         Ok(())

@@ -11,7 +11,7 @@ use std::{
     pin::Pin,
     sync::OnceLock,
     task::{ready, Context, Poll},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -49,6 +49,22 @@ pub fn handle() -> &'static PrometheusHandle {
         let _ = metrics::set_global_recorder(recorder);
         handle
     })
+}
+
+/// How often the recorded durations are folded into the histogram's buckets. The exporter
+/// keeps each recorded value until then, so that without it an authd nobody scrapes would
+/// hold every request's duration in memory.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Folds the recorded values into the buckets every [`UPKEEP_INTERVAL`], whether or not
+/// anyone scrapes `/metrics`. Runs until the task is dropped.
+pub async fn upkeep() {
+    let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        handle().run_upkeep();
+    }
 }
 
 pub fn router() -> Router<AppState> {
