@@ -23,6 +23,9 @@ pub const LEEWAY_SECS: u64 = 5;
 /// Longer strings are refused before any parsing: no real access token comes near this.
 const MAX_TOKEN_LEN: usize = 4096;
 const HS256_KID: &str = "hs256";
+/// Ed25519 tokens signed with the key parsed at load rather than by `jsonwebtoken::encode`
+/// (BENCHMARKS.md, ledger); `false` switches it off.
+const SIGN_WITH_PARSED_KEY: bool = true;
 
 /// The claims of an access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +91,8 @@ pub struct TokenKeys {
     signing_kid: String,
     signing_alg: Algorithm,
     signer: EncodingKey,
+    /// The active Ed25519 key, parsed once (see [`TokenKeys::sign`]); `None` for HS256.
+    ed25519_signer: Option<Box<ed25519_dalek::SigningKey>>,
     verifiers: HashMap<String, Verifier>,
     jwks: serde_json::Value,
     issuer: String,
@@ -116,6 +121,7 @@ impl TokenKeys {
             signing_kid: HS256_KID.to_owned(),
             signing_alg: Algorithm::HS256,
             signer: EncodingKey::from_secret(secret),
+            ed25519_signer: None,
             verifiers: HashMap::from([(HS256_KID.to_owned(), verifier)]),
             // A symmetric secret is never published.
             jwks: json!({ "keys": [] }),
@@ -176,6 +182,7 @@ impl TokenKeys {
             signing_kid: active.kid.clone(),
             signing_alg: Algorithm::EdDSA,
             signer: EncodingKey::from_ed_der(&active.private_key),
+            ed25519_signer: Some(Box::new(private)),
             verifiers,
             jwks: json!({ "keys": jwks }),
             issuer: issuer.to_owned(),
@@ -235,10 +242,18 @@ impl TokenKeys {
     }
 
     /// Signs claims with the active key, naming it in the `kid` header.
+    ///
+    /// An Ed25519 token is signed with the key parsed at load: `jsonwebtoken::encode` parses
+    /// the PKCS#8 document and derives the public key again on every call, a scalar
+    /// multiplication as costly as the signature itself. The token is the same either way
+    /// (Ed25519 signatures are deterministic; a test compares the two byte for byte).
     pub fn sign(&self, claims: &AccessClaims) -> anyhow::Result<String> {
         let mut header = Header::new(self.signing_alg);
         header.kid = Some(self.signing_kid.clone());
-        Ok(jsonwebtoken::encode(&header, claims, &self.signer)?)
+        match &self.ed25519_signer {
+            Some(key) if SIGN_WITH_PARSED_KEY => sign_ed25519(key, &header, claims),
+            _ => Ok(jsonwebtoken::encode(&header, claims, &self.signer)?),
+        }
     }
 
     /// Verifies a token: the key named by `kid`, that key's algorithm only, the signature,
@@ -296,6 +311,23 @@ fn thumbprint(public: &[u8]) -> String {
         B64.encode(public)
     );
     B64.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+/// The JWS compact serialization (RFC 7515 §7.1) of `claims` under `header`, signed with
+/// `key`: what `jsonwebtoken::encode` writes, without parsing the key again.
+fn sign_ed25519(
+    key: &ed25519_dalek::SigningKey,
+    header: &Header,
+    claims: &AccessClaims,
+) -> anyhow::Result<String> {
+    use ed25519_dalek::Signer as _;
+    let mut token = B64.encode(serde_json::to_vec(header)?);
+    token.push('.');
+    B64.encode_string(serde_json::to_vec(claims)?, &mut token);
+    let signature = key.sign(token.as_bytes());
+    token.push('.');
+    B64.encode_string(signature.to_bytes(), &mut token);
+    Ok(token)
 }
 
 #[cfg(test)]
@@ -460,6 +492,21 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn ed25519_tokens_match_jsonwebtoken_byte_for_byte(
+            username in "\\PC{0,32}",
+            iat in 0i64..4_000_000_000,
+            ttl in 1i64..100_000,
+        ) {
+            let keys = ed_keys();
+            let mut c = claims(iat, ttl);
+            c.username = username;
+            let mut header = Header::new(Algorithm::EdDSA);
+            header.kid = Some(keys.signing_kid.clone());
+            let reference = jsonwebtoken::encode(&header, &c, &keys.signer).unwrap();
+            proptest::prop_assert_eq!(keys.sign(&c).unwrap(), reference);
+        }
+
         #[test]
         fn verify_never_panics_on_arbitrary_input(raw in "\\PC{0,300}") {
             let keys = TokenKeys::hs256(SECRET, "authd", "authd");
