@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::{name_subject, AuthService, ClientInfo, Error};
 use crate::{
+    auth::email_token::EmailToken,
     domain::{Email, EventKind, MailPurpose, Password, User},
     repo::NewMail,
 };
@@ -143,8 +144,7 @@ impl AuthService {
     ) -> Result<(), Error> {
         self.mail_on()?;
         let repo = &self.inner.repo;
-        let token =
-            crate::auth::email_token::EmailToken::parse(token).ok_or(Error::InvalidEmailToken)?;
+        let token = EmailToken::parse(token).ok_or(Error::InvalidEmailToken)?;
         let found = repo
             .find_email_token(MailPurpose::PasswordReset, &token.hash(), self.now())
             .await?
@@ -206,8 +206,7 @@ impl AuthService {
     pub async fn verify_email(&self, token: &str, client: &ClientInfo) -> Result<(), Error> {
         self.mail_on()?;
         let repo = &self.inner.repo;
-        let token =
-            crate::auth::email_token::EmailToken::parse(token).ok_or(Error::InvalidEmailToken)?;
+        let token = EmailToken::parse(token).ok_or(Error::InvalidEmailToken)?;
         let found = repo
             .find_email_token(MailPurpose::Verification, &token.hash(), self.now())
             .await?
