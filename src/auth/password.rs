@@ -140,8 +140,8 @@ fn verify(password: &str, phc: &str) -> Verdict {
 }
 
 /// Whether verifications run in their thread's reused memory ([`matches_in_reused_memory`])
-/// rather than through the crate's `verify_password`, which allocates and zeroes 19 MiB for
-/// each (BENCHMARKS.md, ledger). `false` switches it off.
+/// rather than through the crate's `verify_password`, which allocates and zeroes the whole
+/// [`M_COST_KIB`] for each (BENCHMARKS.md, ledger). `false` switches it off.
 const REUSE_MEMORY: bool = true;
 
 thread_local! {
