@@ -1,8 +1,9 @@
 use std::process::ExitCode;
 
 /// jemalloc, with its freed pages kept instead of decayed back to the OS: each login hashes
-/// with a 19 MiB argon2 buffer, and with decay on, jemalloc returned those pages between two
-/// logins and faulted them in again at the next. The start-up's own hash is purged once
+/// with an argon2 buffer of the memory cost (`M_COST_KIB` in `auth::password`), and with
+/// decay on, jemalloc returned those pages between two logins and faulted them in again at
+/// the next. The start-up's own hash is purged once
 /// ([`release_startup_memory`]), so an idle server starts small. BENCHMARKS.md has the
 /// measurements; `cargo build --no-default-features` gives the system allocator.
 #[cfg(feature = "jemalloc")]
