@@ -64,8 +64,12 @@ struct Verifier {
 /// token. (A plain map rather than a cache crate with per-entry expiry: moka measured slower
 /// on `GET /users/me`, see BENCHMARKS.md, and expiry needs no eviction here, since every hit
 /// checks `exp`.)
+///
+/// Keyed through foldhash rather than SipHash: the whole token is hashed on every request,
+/// and only verified tokens are ever inserted, so nobody can fill the map with chosen
+/// collisions (BENCHMARKS.md, ledger).
 #[derive(Default)]
-struct VerifiedTokens(Mutex<HashMap<Box<str>, Arc<AccessClaims>>>);
+struct VerifiedTokens(Mutex<HashMap<Box<str>, Arc<AccessClaims>, foldhash::fast::RandomState>>);
 
 /// Most tokens kept verified; each entry is one token and its claims, a few hundred bytes.
 const VERIFIED_CAPACITY: usize = 16_384;

@@ -158,13 +158,14 @@ where
 }
 
 /// One route's series, by method and status.
-type RouteSeries = HashMap<(Method, StatusCode), Histogram>;
+type RouteSeries = HashMap<(Method, StatusCode), Histogram, foldhash::fast::RandomState>;
 
 thread_local! {
     /// This thread's handles of the request histogram, by route template, then by method
     /// and status: the registry lookup, with the label strings it is keyed by, is paid once
     /// per series and thread instead of once per request (BENCHMARKS.md, ledger).
-    static SERIES: RefCell<HashMap<Box<str>, RouteSeries>> = RefCell::default();
+    static SERIES: RefCell<HashMap<Box<str>, RouteSeries, foldhash::fast::RandomState>> =
+        RefCell::default();
 }
 
 /// The request histogram's series for one method, route and status, from this thread's
@@ -172,7 +173,7 @@ thread_local! {
 fn series(method: &Method, route: &str, status: StatusCode) -> Histogram {
     SERIES.with_borrow_mut(|routes| {
         if !routes.contains_key(route) {
-            routes.insert(route.into(), HashMap::new());
+            routes.insert(route.into(), HashMap::default());
         }
         let by_request = routes.get_mut(route).expect("inserted above");
         by_request
