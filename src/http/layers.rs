@@ -1,7 +1,7 @@
 //! What every request and response goes through, once, around the router as a whole:
 //! tower-http's layers for the trailing slash, the request id, the request's span and log
-//! line and the security headers, and two of authd's own: the URI and header-size limits with
-//! the request timeout, and a panic turned into a `500`.
+//! line and a panic turned into a `500`, and two of authd's own: the security headers, and the
+//! URI and header-size limits with the request timeout.
 
 use std::{
     any::Any,
@@ -26,7 +26,6 @@ use tower_http::{
     cors::CorsLayer,
     normalize_path::NormalizePathLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    set_header::SetResponseHeaderLayer,
     trace::TraceLayer,
 };
 use tracing::{field::Empty, Span};
@@ -43,14 +42,22 @@ const MAX_LOGGED_PATH: usize = 128;
 
 /// Responses are JSON about credentials: never cached unless a handler says otherwise, never
 /// framed, never sniffed, never a referrer. Each is set only if the handler did not set it.
-const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
-    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-    (header::REFERRER_POLICY, "no-referrer"),
-    (header::X_FRAME_OPTIONS, "DENY"),
-    (header::CACHE_CONTROL, "no-store"),
+const SECURITY_HEADERS: [(HeaderName, HeaderValue); 5] = [
+    (
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ),
+    (
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    ),
+    (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
     (
         header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        HeaderValue::from_static(
+            "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        ),
     ),
 ];
 
@@ -76,9 +83,6 @@ pub fn around(
        + Send
        + Sync
        + 'static {
-    let [nosniff, referrer, frame, cache, csp] = SECURITY_HEADERS.map(|(name, value)| {
-        SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
-    });
     let inner = ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(
@@ -89,11 +93,7 @@ pub fn around(
                 .on_failure(()),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(nosniff)
-        .layer(referrer)
-        .layer(frame)
-        .layer(cache)
-        .layer(csp)
+        .map_response(security_headers)
         .layer(LimitsLayer { timeout })
         .map_response(|response: Response<_>| response.map(Body::new))
         .layer(CatchPanicLayer::custom(panic_response))
@@ -123,6 +123,19 @@ fn request_span(req: &Request) -> Span {
         span.record("request_id", id);
     }
     span
+}
+
+/// Sets each of [`SECURITY_HEADERS`] that the handler did not. One function rather than a
+/// `SetResponseHeaderLayer` per header: five layers nest five futures, each holding its header,
+/// that every response moves through.
+fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        if !headers.contains_key(&name) {
+            headers.insert(name, value);
+        }
+    }
+    response
 }
 
 /// One line per request, inside its span.
