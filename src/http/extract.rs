@@ -49,9 +49,10 @@ pub enum Bearer<'a> {
 /// Another scheme counts as no credential; a Bearer header without a well-formed token is
 /// malformed, and so is a header that is not visible ASCII.
 ///
-/// Every request with a token pays for this, so the token's bytes are read once, without an
-/// early exit, which lets the compiler check many at once (BENCHMARKS.md, ledger; the tests
-/// check it against the plain reading, `reference::bearer_token`).
+/// Every request with a token pays for this, so the token's bytes are checked in one pass
+/// without an early exit, which lets the compiler check many at once, and the header is not
+/// first scanned as a whole by `to_str` (BENCHMARKS.md, ledger; the tests check it against the
+/// plain reading, `reference::bearer_token`).
 pub fn bearer_token(headers: &HeaderMap) -> Bearer<'_> {
     let Some(header) = headers.get(AUTHORIZATION) else {
         return Bearer::Missing;

@@ -25,6 +25,9 @@ pub struct ApiJson<T>(pub T);
 /// `axum::Json` starts smaller and grows (and copies) the buffer once or twice for each
 /// (BENCHMARKS.md, ledger).
 const RESPONSE_CAPACITY: usize = 1024;
+/// `false` answers through `axum::Json` as it comes.
+const PRESIZED_RESPONSE: bool = true;
+const JSON_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/json");
 
 impl<T: Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
@@ -38,10 +41,6 @@ impl<T: Serialize> IntoResponse for ApiJson<T> {
         }
     }
 }
-
-/// `false` answers through `axum::Json` as it comes.
-const PRESIZED_RESPONSE: bool = true;
-const JSON_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/json");
 
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
