@@ -18,8 +18,11 @@ use super::{api_keys::KeyUser, batch, pg_checkers::PgCheckers, sqlite_reader::Sq
 use crate::domain::User;
 
 /// PostgreSQL check statements in flight at once; further checks queue meanwhile and form
-/// the next group.
-const PG_IN_FLIGHT: usize = 2;
+/// the next group. One: the checks arriving during a round trip all wait for the next
+/// statement, so groups are larger and the async worker is woken for fewer answers. Under a
+/// login flood each such wake-up takes the core back from a hashing thread, and with two in
+/// flight `/users/me` kept well under half of its solo rate (BENCHMARKS.md's ledger).
+const PG_IN_FLIGHT: usize = 1;
 
 /// `(session_id, user_id)`, answered with the user if the session is live, belongs to that
 /// user, and the account is enabled.

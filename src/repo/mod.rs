@@ -86,7 +86,8 @@ use with_pool;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// PostgreSQL connections in the pool, besides the session checkers' own.
 const PG_POOL: u32 = 16;
-/// PostgreSQL connections kept for the session and API-key checks.
+/// PostgreSQL connections kept for the session and API-key checks: one for each of the two
+/// dispatchers, which run one statement at a time.
 const PG_CHECKERS: usize = 2;
 
 impl Repo {
