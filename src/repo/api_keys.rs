@@ -90,7 +90,7 @@ impl Repo {
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {INFO_COLUMNS}"
         );
         with_pool!(self.db(), pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = super::begin(pool).await?;
             let info = rows::api_key_info(
                 &sqlx::query(&sql)
                     .bind(key.id)

@@ -32,7 +32,7 @@ pub(super) use insert_event;
 /// change and its event are written together or not at all. Evaluates to the rows changed.
 macro_rules! execute_recording {
     ($pool:expr, $statement:expr, $event:expr) => {{
-        let mut tx = $pool.begin().await?;
+        let mut tx = $crate::repo::begin($pool).await?;
         let changed = $statement.execute(&mut *tx).await?.rows_affected();
         if changed > 0 {
             $crate::repo::events::insert_event!(&mut *tx, $event);

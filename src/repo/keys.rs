@@ -164,7 +164,7 @@ impl Repo {
         now: DateTime<Utc>,
     ) -> RepoResult<()> {
         with_pool!(self.db(), pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = super::begin(pool).await?;
             sqlx::query("UPDATE signing_keys SET active = FALSE, retired_at = $1 WHERE active")
                 .bind(now)
                 .execute(&mut *tx)
@@ -241,7 +241,7 @@ impl Repo {
                 checkpoint
             }
             Db::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
+                let mut tx = super::begin(pool).await?;
                 write_resealed!(tx, updates);
                 tx.commit().await?;
                 Ok(())

@@ -159,7 +159,7 @@ impl Repo {
     ) -> RepoResult<bool> {
         let db = self.db();
         with_pool!(db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = super::begin(pool).await?;
             let queued = queue_mail!(db, tx, mail);
             if let Some(event) = event {
                 insert_event!(&mut *tx, event);
@@ -203,7 +203,7 @@ impl Repo {
         event: &NewEvent<'_>,
     ) -> RepoResult<bool> {
         with_pool!(self.db(), pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = super::begin(pool).await?;
             let used = sqlx::query(
                 "DELETE FROM email_tokens WHERE id = $1 AND user_id = $2 AND purpose = 'reset' \
                  AND expires_at > $3",
@@ -250,7 +250,7 @@ impl Repo {
         event: &NewEvent<'_>,
     ) -> RepoResult<bool> {
         with_pool!(self.db(), pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = super::begin(pool).await?;
             let used = sqlx::query(
                 "DELETE FROM email_tokens WHERE id = $1 AND purpose = 'verify' AND expires_at > $2",
             )

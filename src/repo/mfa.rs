@@ -102,7 +102,7 @@ impl Repo {
         event: &NewEvent<'_>,
     ) -> RepoResult<bool> {
         with_pool!(self.db(), pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = super::begin(pool).await?;
             let confirmed = sqlx::query(
                 "UPDATE totp_factors SET confirmed_at = $1, last_step = $2 \
                  WHERE user_id = $3 AND secret = $4 AND confirmed_at IS NULL",
@@ -189,7 +189,7 @@ impl Repo {
     /// `event`, in one transaction; `false` if the user had no factor.
     pub async fn remove_totp(&self, user_id: Uuid, event: &NewEvent<'_>) -> RepoResult<bool> {
         with_pool!(self.db(), pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = super::begin(pool).await?;
             let removed = sqlx::query("DELETE FROM totp_factors WHERE user_id = $1")
                 .bind(user_id)
                 .execute(&mut *tx)
@@ -217,7 +217,7 @@ impl Repo {
         event: &NewEvent<'_>,
     ) -> RepoResult<()> {
         with_pool!(self.db(), pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = super::begin(pool).await?;
             sqlx::query(
                 "INSERT INTO mfa_challenges (token_hash, user_id, subject, device_id, expires_at) \
                  VALUES ($1, $2, $3, $4, $5)",

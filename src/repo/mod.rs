@@ -82,6 +82,25 @@ macro_rules! with_pool {
 }
 use with_pool;
 
+/// Starts a transaction on `pool` that a cancelled caller cannot leave open.
+///
+/// sqlx's PostgreSQL driver counts a transaction as begun only once `BEGIN` has been
+/// answered. A future dropped while it waits for that answer (a client that hung up, a
+/// timeout) hands its connection back to the pool inside a transaction that nothing ends,
+/// and whoever takes that connection next runs its statements in it, uncommitted (sqlx
+/// issue 4393). Here the `BEGIN` runs on a task of its own, so it always completes; a
+/// transaction that nobody waits for any more is then dropped, which rolls it back before
+/// its connection is used again.
+async fn begin<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+) -> RepoResult<sqlx::Transaction<'static, DB>> {
+    let pool = pool.clone();
+    tokio::spawn(async move { pool.begin().await })
+        .await
+        .map_err(|_| RepoError::other("a transaction could not begin"))?
+        .map_err(RepoError::from)
+}
+
 /// How long a request waits for a free connection before the database counts as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// PostgreSQL connections in the pool, besides the session checkers' own.
@@ -414,5 +433,57 @@ mod tests {
             Ok(7)
         );
         assert_eq!(calls.get(), 2);
+    }
+
+    /// Requests cancelled while their transaction's `BEGIN` is on its way (here: polled once,
+    /// then dropped) leave no transaction open on the connection: a write made through it
+    /// afterwards is committed, and another connection sees it.
+    #[tokio::test]
+    async fn a_transaction_cancelled_while_it_begins_leaves_none_open() {
+        let Some(url) = std::env::var("TEST_DATABASE_URL")
+            .ok()
+            .filter(|url| url.starts_with("postgres"))
+        else {
+            eprintln!("runs on PostgreSQL (TEST_DATABASE_URL): SQLite's driver ends such a transaction itself");
+            return;
+        };
+        // One connection, so that the cancelled transactions and the write share it; no ping
+        // when it is taken, so that one poll of a `begin` reaches the `BEGIN` itself.
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .connect(&url)
+            .await
+            .unwrap();
+        let observer = PgPool::connect(&url).await.unwrap();
+        let table = format!("cancelled_begin_{}", Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE TABLE {table} (n INTEGER)"))
+            .execute(&observer)
+            .await
+            .unwrap();
+
+        for _ in 0..5 {
+            // Polled once, as far as waiting for the answer to `BEGIN`, then dropped.
+            let mut beginning = std::pin::pin!(begin(&pool));
+            let polled = futures::poll!(beginning.as_mut());
+            assert!(polled.is_pending(), "the transaction began within one poll");
+        }
+        sqlx::query(&format!("INSERT INTO {table} VALUES (1)"))
+            .execute(&pool)
+            .await
+            .unwrap();
+        let seen: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&observer)
+            .await
+            .unwrap();
+
+        // Closing the pool ends any transaction left open, and with it the locks that the
+        // `DROP` would wait for.
+        pool.close().await;
+        sqlx::query(&format!("DROP TABLE {table}"))
+            .execute(&observer)
+            .await
+            .unwrap();
+        assert_eq!(seen, 1, "the write ran inside a transaction left open");
     }
 }

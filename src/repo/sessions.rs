@@ -82,7 +82,7 @@ impl Repo {
         challenge: Option<&[u8]>,
     ) -> RepoResult<bool> {
         with_pool!(self.db(), pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = super::begin(pool).await?;
             if let Some(token_hash) = challenge {
                 let consumed = sqlx::query("DELETE FROM mfa_challenges WHERE token_hash = $1")
                     .bind(token_hash)

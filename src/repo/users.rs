@@ -63,7 +63,7 @@ impl Repo {
         );
         let db = self.db();
         with_pool!(db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = super::begin(pool).await?;
             let row = sqlx::query(&sql)
                 .bind(new.id)
                 .bind(new.username)
@@ -169,7 +169,7 @@ impl Repo {
         let (email, email_normalized) = profile.email.flatten().unzip();
         let db = self.db();
         with_pool!(db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = super::begin(pool).await?;
             let Some(row) = sqlx::query(&sql)
                 .bind(email)
                 .bind(email_normalized)
@@ -204,7 +204,7 @@ impl Repo {
         event: &NewEvent<'_>,
     ) -> RepoResult<bool> {
         with_pool!(self.db(), pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = super::begin(pool).await?;
             let changed = sqlx::query(
                 "UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3",
             )
@@ -295,7 +295,7 @@ impl Repo {
         now: DateTime<Utc>,
     ) -> RepoResult<(u64, u64)> {
         with_pool!(self.db(), pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = super::begin(pool).await?;
             let sessions = sqlx::query(
                 "UPDATE sessions SET revoked_at = $1, revoke_reason = 'revoked_by_operator' \
                  WHERE user_id = $2 AND revoked_at IS NULL",
