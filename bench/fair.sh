@@ -6,6 +6,7 @@
 #
 #   usage: bench/fair.sh LABEL=BINARY [LABEL=BINARY ...]
 #   env:   ROUNDS (3), BACKEND (postgres | sqlite), BENCH_PG (admin URL, as bench/run.sh),
+#          SCENARIOS (default "me login mixed"; "me login register mixed" as in bench/run.sh),
 #          BENCH_DIR (../shared/bench), OUT (a folder for the raw lines; default a temp one),
 #          plus the harness's knobs (DURATION 8, WARMUP 2, POOL 100, ...)
 set -euo pipefail
@@ -38,7 +39,7 @@ one() {
         AUTHD_LOGIN_RATE_PER_MIN=0 RUST_LOG=warn "$binary" &
     pid=$!
     wait_up "$BASE/readyz"
-    lines=$(SERVER_PID=$pid PY="$PY" SCENARIOS="me login mixed" "$BENCH/run.sh" "$BASE" \
+    lines=$(SERVER_PID=$pid PY="$PY" SCENARIOS="${SCENARIOS:-me login mixed}" "$BENCH/run.sh" "$BASE" \
         "$OUT/$label-$round" 2>&1 | grep '^scenario=')
     kill "$pid"
     wait "$pid" 2>/dev/null || true
