@@ -20,8 +20,8 @@ use crate::domain::User;
 /// PostgreSQL check statements in flight at once; further checks queue meanwhile and form
 /// the next group. One: the checks arriving during a round trip all wait for the next
 /// statement, so groups are larger and the async worker is woken for fewer answers. Under a
-/// login flood each such wake-up takes the core back from a hashing thread, and with two in
-/// flight `/users/me` kept well under half of its solo rate (BENCHMARKS.md's ledger).
+/// login flood each such wake-up takes the core back from a hashing thread, so fewer of them
+/// leave `/users/me` a fairer share of the core (measured in BENCHMARKS.md's ledger).
 const PG_IN_FLIGHT: usize = 1;
 
 /// `(session_id, user_id)`, answered with the user if the session is live, belongs to that
