@@ -7,6 +7,8 @@
 #   usage: bench/fair.sh LABEL=BINARY [LABEL=BINARY ...]
 #   env:   ROUNDS (3), BACKEND (postgres | sqlite), BENCH_PG (admin URL, as bench/run.sh),
 #          SCENARIOS (default "me login mixed"; "me login register mixed" as in bench/run.sh),
+#          SEPARATE (1: one harness call per scenario, each with its own user pool, as
+#          bench/run.sh does; default 0, one call for all),
 #          BENCH_DIR (../shared/bench), OUT (a folder for the raw lines; default a temp one),
 #          plus the harness's knobs (DURATION 8, WARMUP 2, POOL 100, ...)
 set -euo pipefail
@@ -39,8 +41,14 @@ one() {
         AUTHD_LOGIN_RATE_PER_MIN=0 RUST_LOG=warn "$binary" &
     pid=$!
     wait_up "$BASE/readyz"
-    lines=$(SERVER_PID=$pid PY="$PY" SCENARIOS="${SCENARIOS:-me login mixed}" "$BENCH/run.sh" "$BASE" \
-        "$OUT/$label-$round" 2>&1 | grep '^scenario=')
+    if [ "${SEPARATE:-0}" = 1 ]; then # as bench/run.sh: one harness call, one user pool, each
+        lines=$(for s in ${SCENARIOS:-me login mixed}; do
+            SERVER_PID=$pid PY="$PY" SCENARIOS="$s" "$BENCH/run.sh" "$BASE" "$OUT/$label-$round-$s" 2>&1
+        done | grep '^scenario=')
+    else
+        lines=$(SERVER_PID=$pid PY="$PY" SCENARIOS="${SCENARIOS:-me login mixed}" "$BENCH/run.sh" \
+            "$BASE" "$OUT/$label-$round" 2>&1 | grep '^scenario=')
+    fi
     kill "$pid"
     wait "$pid" 2>/dev/null || true
     [ -z "$db" ] || psql "$BENCH_PG" -qc "DROP DATABASE $db WITH (FORCE)"

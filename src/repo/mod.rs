@@ -306,6 +306,19 @@ where
     }
 }
 
+/// For tests that run on PostgreSQL only: `TEST_DATABASE_URL` if it names a PostgreSQL
+/// server; else `None`, after saying why the test has nothing to do (`why`).
+#[cfg(test)]
+pub(crate) fn postgres_test_url(why: &str) -> Option<String> {
+    let url = std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| url.starts_with("postgres"));
+    if url.is_none() {
+        eprintln!("runs on PostgreSQL (TEST_DATABASE_URL): {why}");
+    }
+    url
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{TimeDelta, Utc};
@@ -440,11 +453,7 @@ mod tests {
     /// afterwards is committed, and another connection sees it.
     #[tokio::test]
     async fn a_transaction_cancelled_while_it_begins_leaves_none_open() {
-        let Some(url) = std::env::var("TEST_DATABASE_URL")
-            .ok()
-            .filter(|url| url.starts_with("postgres"))
-        else {
-            eprintln!("runs on PostgreSQL (TEST_DATABASE_URL): SQLite's driver ends such a transaction itself");
+        let Some(url) = postgres_test_url("SQLite's driver ends such a transaction itself") else {
             return;
         };
         // One connection, so that the cancelled transactions and the write share it; no ping

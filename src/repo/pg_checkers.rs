@@ -4,6 +4,12 @@
 //! connection when it is acquired and again when it is released, around the one query that
 //! matters. These connections belong to the check dispatchers alone and are used as they
 //! are. One that fails or times out is dropped, and the next group opens a new one.
+//!
+//! They read by primary key or unique hash only, so they never scan a table
+//! (`enable_seqscan=off`). A connection keeps the plan it made for a statement in its first
+//! few runs, and PostgreSQL makes a new one only after the table's statistics change: a plan
+//! made while a table was nearly empty would otherwise scan it whole for every group as it
+//! grows, wherever `ANALYZE` lags or autovacuum is off.
 
 use sqlx::{postgres::PgConnectOptions, ConnectOptions, PgConnection};
 use tokio::sync::{Mutex, MutexGuard};
@@ -60,7 +66,7 @@ impl PgCheckers {
     /// `count` connections, opened when first needed.
     pub fn new(options: PgConnectOptions, count: usize) -> Self {
         Self {
-            options,
+            options: options.options([("enable_seqscan", "off")]),
             connections: (0..count.max(1)).map(|_| Mutex::new(None)).collect(),
         }
     }
@@ -83,5 +89,76 @@ impl PgCheckers {
     /// The live API keys among `hashes`, each with its hash and enabled user.
     pub async fn key_users(&self, hashes: &[Vec<u8>]) -> RepoResult<Vec<(Vec<u8>, KeyUser)>> {
         on_checker!(self, connection => pg_key_users(connection, hashes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use sqlx::{postgres::PgPoolOptions, Connection, Executor};
+
+    use super::*;
+    use crate::repo::{migrate, postgres_test_url, sessions::SESSION_USERS, Db};
+
+    /// The plan a check connection keeps for the session check, made while the tables hold
+    /// one row each and have never been analysed: a new deployment's, or any where
+    /// autovacuum is off or behind.
+    #[tokio::test]
+    async fn the_session_check_never_scans_a_table() {
+        let Some(admin_url) = postgres_test_url("the check connections are PostgreSQL's") else {
+            return;
+        };
+        let admin = PgConnectOptions::from_str(&admin_url).unwrap();
+        let name = format!("authd_plan_{}", Uuid::new_v4().simple());
+        let mut server = admin.connect().await.unwrap();
+        server
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap();
+        let options = admin.clone().database(&name);
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .unwrap();
+        migrate(&Db::Postgres(pool.clone())).await.unwrap();
+        pool.execute(
+            "INSERT INTO users (id, username, username_normalized, password_hash, created_at) \
+             VALUES ('00000000-0000-0000-0000-000000000001', 'one', 'one', 'x', now()); \
+             INSERT INTO sessions (id, user_id, generation, created_at, last_used_at, \
+             rotated_at, idle_expires_at, expires_at) VALUES \
+             ('00000000-0000-0000-0000-000000000002', '00000000-0000-0000-0000-000000000001', \
+             0, now(), now(), now(), now() + interval '1 day', now() + interval '1 day')",
+        )
+        .await
+        .unwrap();
+        pool.close().await;
+
+        let checkers = PgCheckers::new(options, 1);
+        let mut connection = checkers.options.connect().await.unwrap();
+        connection
+            .execute(format!("PREPARE check_plan(UUID[]) AS {SESSION_USERS}").as_str())
+            .await
+            .unwrap();
+        // The first runs are planned for their arguments; then the connection keeps one plan.
+        let run = "EXECUTE check_plan('{00000000-0000-0000-0000-000000000002}')";
+        for _ in 0..6 {
+            connection.execute(run).await.unwrap();
+        }
+        let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {run}"))
+            .fetch_all(&mut connection)
+            .await
+            .unwrap();
+        connection.close().await.unwrap();
+        server
+            .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
+            .await
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(
+            !plan.contains("Seq Scan"),
+            "the check scans a table:\n{plan}"
+        );
     }
 }
