@@ -160,5 +160,9 @@ mod tests {
             !plan.contains("Seq Scan"),
             "the check scans a table:\n{plan}"
         );
+        assert!(
+            plan.contains("sessions_pkey") && plan.contains("users_pkey"),
+            "the check does not look its rows up by key:\n{plan}"
+        );
     }
 }
