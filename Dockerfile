@@ -10,6 +10,10 @@
 # would name the container's own 0.0.0.0:8000).
 
 FROM rust:1-slim-bookworm AS build
+# make: jemalloc's C build (tikv-jemalloc-sys) runs it; the rust:slim images leave it out.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
