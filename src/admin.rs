@@ -1,15 +1,18 @@
 //! The operator's commands (`authd users ...`, `authd sessions ...`, `authd keys list`):
-//! straight to the repository, with no server running. Each opens the database (applying
+//! straight to the repository, with no server running. Not through the service: loading it
+//! opens the signing keys and server secrets, which needs `AUTHD_MASTER_KEY`, and these
+//! commands must work for an operator who holds only the database (to disable an account
+//! during an incident, say); each records the events the service would. Each opens the database (applying
 //! migrations), does one thing, and says what it did: in lines for people, or as one JSON
 //! document for scripts (`--json`).
 
 use anyhow::{bail, Context};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::{
     config::Config,
-    domain::{EventKind, NewEvent, User, Username},
+    domain::{rfc3339, EventKind, NewEvent, User, Username},
     repo::{Credentials, Repo},
 };
 
@@ -20,7 +23,7 @@ pub struct Said {
 }
 
 async fn open(config: &Config) -> anyhow::Result<Repo> {
-    Repo::connect(config)
+    Repo::connect(&config.database)
         .await
         .context("cannot open the database (DATABASE_URL)")
 }
@@ -36,10 +39,6 @@ async fn find(repo: &Repo, name: &str) -> anyhow::Result<Credentials> {
     }
 }
 
-fn time(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
 /// A user as scripts see it: the user object, and when it was disabled (`null` if not).
 fn user_json(user: &User, disabled_at: Option<DateTime<Utc>>) -> Value {
     json!({
@@ -48,8 +47,8 @@ fn user_json(user: &User, disabled_at: Option<DateTime<Utc>>) -> Value {
         "email": user.email,
         "email_verified": user.email_verified,
         "full_name": user.full_name,
-        "created_at": time(user.created_at),
-        "disabled_at": disabled_at.map(time),
+        "created_at": rfc3339(user.created_at),
+        "disabled_at": disabled_at.map(rfc3339),
     })
 }
 
@@ -80,7 +79,7 @@ pub async fn list(config: &Config) -> anyhow::Result<Said> {
                 user.id,
                 user.username,
                 user.email.as_deref().unwrap_or("-"),
-                time(user.created_at),
+                rfc3339(user.created_at),
                 if disabled_at.is_some() {
                     " disabled"
                 } else {
@@ -121,8 +120,8 @@ pub async fn show(config: &Config, name: &str) -> anyhow::Result<Said> {
                 (None, _) => "",
             },
             u.full_name.as_deref().unwrap_or("-"),
-            time(u.created_at),
-            creds.disabled_at.map_or("no".to_owned(), time),
+            rfc3339(u.created_at),
+            creds.disabled_at.map_or("no".to_owned(), rfc3339),
             if creds.totp { "on" } else { "off" },
         ),
         json,
@@ -219,14 +218,14 @@ pub async fn list_keys(config: &Config) -> anyhow::Result<Said> {
         .map(|k| {
             let state = match k.retired_at {
                 _ if k.active => "current".to_owned(),
-                Some(at) => format!("retired {}", time(at)),
+                Some(at) => format!("retired {}", rfc3339(at)),
                 None => "retired".to_owned(),
             };
             format!(
                 "{} {} created {} {state}",
                 k.kid,
                 k.algorithm,
-                time(k.created_at)
+                rfc3339(k.created_at)
             )
         })
         .collect();
@@ -236,8 +235,8 @@ pub async fn list_keys(config: &Config) -> anyhow::Result<Said> {
             json!({
                 "kid": k.kid,
                 "algorithm": k.algorithm,
-                "created_at": time(k.created_at),
-                "retired_at": k.retired_at.map(time),
+                "created_at": rfc3339(k.created_at),
+                "retired_at": k.retired_at.map(rfc3339),
                 "current": k.active,
             })
         })

@@ -15,5 +15,4 @@ pub mod mail;
 pub mod repo;
 pub mod service;
 pub mod startup;
-pub mod state;
 pub mod telemetry;

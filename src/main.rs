@@ -40,10 +40,10 @@ fn release_startup_memory() {}
 
 use authd::{
     admin,
-    config::{self, Config, Settings},
+    config::{self, Config},
     startup, telemetry,
 };
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// authd: user accounts, OAuth2 password login, JWT access tokens and rotating refresh tokens.
 ///
@@ -54,7 +54,7 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
-    settings: Settings,
+    config: Config,
 }
 
 #[derive(Subcommand)]
@@ -155,14 +155,16 @@ fn main() -> ExitCode {
         eprintln!("authd: {e}");
         return ExitCode::from(2);
     }
-    let cli = Cli::parse();
-    let config = match Config::from_settings(&cli.settings) {
-        Ok(config) => config,
+    config::unset_empty_variables();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
         Err(e) => {
-            eprintln!("authd: {e}");
+            eprintln!("authd: {}", config::describe(&e, &Cli::command()));
             return ExitCode::from(2);
         }
     };
+    let config = cli.config;
     telemetry::init(config.log_format);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()

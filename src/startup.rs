@@ -27,12 +27,32 @@ use crate::{
     clock::{Clock, SystemClock},
     config::Config,
     domain::Password,
+    http::state::{AppState, PublicUrl},
     http::{self, clients::Clients, HttpLimits},
     mail::Mailer,
     repo::Repo,
-    service::{AuthService, Vault, KEY_RELOAD_INTERVAL},
-    state::{AppState, PublicUrl},
+    service::{AuthService, ServiceSettings, TokenPolicy, Vault, KEY_RELOAD_INTERVAL},
 };
+
+impl From<&Config> for ServiceSettings {
+    fn from(config: &Config) -> Self {
+        Self {
+            policy: TokenPolicy {
+                access_ttl: config.access_ttl,
+                refresh_ttl: config.refresh_ttl,
+                session_max: config.session_max,
+                refresh_grace: config.refresh_grace,
+                event_retention: chrono::TimeDelta::days(config.event_retention_days.into()),
+            },
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+            jwt_secret: config.jwt_secret.clone(),
+            master_key: config.master_key.clone(),
+            mail_on: config.smtp_url.is_some(),
+            require_verified_email: config.require_verified_email,
+        }
+    }
+}
 
 /// A bound, ready-to-serve authd. Tests build it on port 0 and read [`Application::addr`].
 pub struct Application {
@@ -63,7 +83,7 @@ impl Application {
         let hasher = tokio::task::spawn_blocking(PasswordHasher::per_core).await??;
         let warm = hasher.clone();
         tokio::spawn(async move { warm.run(|_| Password::warm_up()).await });
-        let auth = AuthService::load(repo.clone(), hasher, clock, config)
+        let auth = AuthService::load(repo.clone(), hasher, clock, &ServiceSettings::from(config))
             .await
             .context("cannot load the stored keys")?;
 
@@ -95,7 +115,7 @@ impl Application {
             addr,
             state: AppState {
                 auth,
-                clients: Clients::new(config),
+                clients: Clients::new(&config.trusted_proxies, config.login_rate()),
                 public_url: PublicUrl(public_url.into()),
             },
             repo,
@@ -288,7 +308,7 @@ pub async fn rekey(config: &Config, new_key_file: &std::path::Path) -> anyhow::R
 
 /// Opens the configured database and applies its migrations.
 async fn open_repo(config: &Config) -> anyhow::Result<Repo> {
-    Repo::connect(config)
+    Repo::connect(&config.database)
         .await
         .context("cannot open the database and apply its migrations (DATABASE_URL)")
 }

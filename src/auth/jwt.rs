@@ -23,9 +23,6 @@ pub const LEEWAY_SECS: u64 = 5;
 /// Longer strings are refused before any parsing: no real access token comes near this.
 const MAX_TOKEN_LEN: usize = 4096;
 const HS256_KID: &str = "hs256";
-/// Ed25519 tokens signed with the key parsed at load rather than by `jsonwebtoken::encode`
-/// (BENCHMARKS.md, ledger); `false` switches it off.
-const SIGN_WITH_PARSED_KEY: bool = true;
 
 /// The claims of an access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,12 +61,8 @@ struct Verifier {
 /// token. (A plain map rather than a cache crate with per-entry expiry: moka measured slower
 /// on `GET /users/me`, see BENCHMARKS.md, and expiry needs no eviction here, since every hit
 /// checks `exp`.)
-///
-/// Keyed through foldhash rather than SipHash: the whole token is hashed on every request,
-/// and only verified tokens are ever inserted, so nobody can fill the map with chosen
-/// collisions (BENCHMARKS.md, ledger).
 #[derive(Default)]
-struct VerifiedTokens(Mutex<HashMap<Box<str>, Arc<AccessClaims>, foldhash::fast::RandomState>>);
+struct VerifiedTokens(Mutex<HashMap<Box<str>, Arc<AccessClaims>>>);
 
 /// Most tokens kept verified; each entry is one token and its claims, a few hundred bytes.
 const VERIFIED_CAPACITY: usize = 16_384;
@@ -255,7 +248,9 @@ impl TokenKeys {
         let mut header = Header::new(self.signing_alg);
         header.kid = Some(self.signing_kid.clone());
         match &self.ed25519_signer {
-            Some(key) if SIGN_WITH_PARSED_KEY => sign_ed25519(key, &header, claims),
+            // The key parsed at load, rather than `jsonwebtoken::encode`, which parses it and
+            // derives its public half on every call (BENCHMARKS.md, ledger).
+            Some(key) => sign_ed25519(key, &header, claims),
             _ => Ok(jsonwebtoken::encode(&header, claims, &self.signer)?),
         }
     }

@@ -5,11 +5,11 @@
 //! stored before that rule, of a password typed in another form, still verifies: the raw
 //! form is tried once after the normalized one, and a match asks for a rehash.
 
-use std::{cell::RefCell, sync::Arc};
+use std::sync::Arc;
 
 use argon2::{
-    password_hash::{Output, PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString},
-    Algorithm, Argon2, Block, Params, Version,
+    password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString},
+    Algorithm, Argon2, Params, Version,
 };
 use rand::rngs::OsRng;
 use secrecy::{ExposeSecret, SecretString};
@@ -139,81 +139,11 @@ fn verify(password: &str, phc: &str) -> Verdict {
     Verdict::Mismatch
 }
 
-/// Whether verifications run in their thread's reused memory ([`matches_in_reused_memory`])
-/// rather than through the crate's `verify_password`, which allocates and zeroes the whole
-/// [`M_COST_KIB`] for each (BENCHMARKS.md, ledger). `false` switches it off.
-const REUSE_MEMORY: bool = true;
-
-thread_local! {
-    /// This hashing thread's argon2 memory, reused by each verification at the current cost.
-    static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
-}
-
-fn matches(password: &str, parsed: &PasswordHash<'_>) -> bool {
-    if REUSE_MEMORY {
-        matches_in_reused_memory(password, parsed)
-    } else {
-        matches_plain(password, parsed)
-    }
-}
-
 /// `Argon2`'s verifier takes the algorithm, version and parameters from the hash.
-fn matches_plain(password: &str, parsed: &PasswordHash<'_>) -> bool {
+fn matches(password: &str, parsed: &PasswordHash<'_>) -> bool {
     Argon2::default()
         .verify_password(password.as_bytes(), parsed)
         .is_ok()
-}
-
-/// What the crate's `verify_password` does (algorithm, version, parameters and salt from the
-/// hash, then the crate's constant-time comparison of [`Output`]s), through its public
-/// `hash_password_into_with_memory`, in this thread's memory instead of a fresh allocation.
-/// Argon2 writes every block before it reads it, so what a previous verification left in
-/// the memory does not matter. A property test checks it against [`matches_plain`].
-fn matches_in_reused_memory(password: &str, parsed: &PasswordHash<'_>) -> bool {
-    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
-        return false;
-    };
-    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm) else {
-        return false;
-    };
-    let Ok(version) = parsed.version.map(Version::try_from).transpose() else {
-        return false;
-    };
-    let Ok(params) = Params::try_from(parsed) else {
-        return false;
-    };
-    let mut salt_bytes = [0u8; 64];
-    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
-        return false;
-    };
-    let blocks = params.block_count();
-    let argon2 = Argon2::new(algorithm, version.unwrap_or_default(), params);
-    let hash_in = |memory: &mut [Block]| {
-        Output::init_with(expected.len(), |out| {
-            argon2
-                .hash_password_into_with_memory(password.as_bytes(), salt, out, memory)
-                .map_err(Into::into)
-        })
-    };
-    let computed = if blocks <= current_block_count() {
-        MEMORY.with_borrow_mut(|memory| {
-            if memory.len() < blocks {
-                memory.resize(blocks, Block::default());
-            }
-            hash_in(&mut memory[..blocks])
-        })
-    } else {
-        // A hash stronger than the current parameters: its memory is not kept.
-        hash_in(&mut vec![Block::default(); blocks])
-    };
-    computed.is_ok_and(|computed| computed == expected)
-}
-
-/// The memory blocks of a hash at the current parameters.
-fn current_block_count() -> usize {
-    Params::new(M_COST_KIB, T_COST, P_COST, None)
-        .expect("argon2 parameters are valid")
-        .block_count()
 }
 
 /// Whether hashing again with the current parameters would strengthen `parsed`: it is not
@@ -234,52 +164,7 @@ fn weaker_than_current(parsed: &PasswordHash<'_>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::*;
-
     use super::*;
-
-    /// PHC strings of `password` at small costs of every kind the verifier may meet.
-    fn cheap_hashes(password: &str) -> Vec<String> {
-        let mut hashes = Vec::new();
-        for (algorithm, m, t, p) in [
-            (Algorithm::Argon2id, 64, 1, 1),
-            (Algorithm::Argon2id, 256, 2, 1),
-            (Algorithm::Argon2id, 128, 1, 2),
-            (Algorithm::Argon2i, 64, 2, 1),
-            (Algorithm::Argon2d, 96, 1, 1),
-        ] {
-            let params = Params::new(m, t, p, None).unwrap();
-            hashes.push(hash_with(
-                &Argon2::new(algorithm, Version::V0x13, params),
-                password,
-            ));
-        }
-        hashes
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(24))]
-
-        /// In reused memory, over hashes of several sizes one after another, the verdicts
-        /// are those of the crate's own verifier, for the right password and a wrong one.
-        #[test]
-        fn reused_memory_verifies_as_the_crate_does(
-            password in "\\PC{1,24}",
-            wrong in "\\PC{1,24}",
-        ) {
-            for phc in cheap_hashes(&password) {
-                let parsed = PasswordHash::new(&phc).unwrap();
-                for attempt in [&password, &wrong] {
-                    prop_assert_eq!(
-                        matches_in_reused_memory(attempt, &parsed),
-                        matches_plain(attempt, &parsed),
-                        "{} against {}", attempt, phc
-                    );
-                }
-                prop_assert!(matches_in_reused_memory(&password, &parsed));
-            }
-        }
-    }
 
     fn secret(s: &str) -> SecretString {
         SecretString::from(s)

@@ -18,9 +18,13 @@ pub struct User {
     pub created_at: DateTime<Utc>,
 }
 
-/// RFC 3339 in UTC, to the second: `2026-11-23T21:37:08Z`.
+/// RFC 3339 in UTC, to the second: `2026-11-23T21:37:08Z`, as every time authd shows.
+pub fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
 fn rfc3339_seconds<S: serde::Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Secs, true))
+    s.serialize_str(&rfc3339(*at))
 }
 
 #[cfg(test)]

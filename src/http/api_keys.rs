@@ -7,7 +7,6 @@ use axum::{
     routing::{delete, get},
     Router,
 };
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -17,7 +16,11 @@ use super::{
     json::ApiJson,
     ClientInfo,
 };
-use crate::{repo::ApiKeyInfo, service::AuthService, state::AppState};
+use crate::{
+    domain::{rfc3339, ApiKeyInfo},
+    http::state::AppState,
+    service::AuthService,
+};
 
 /// Longest key name, in characters.
 const MAX_NAME: usize = 64;
@@ -56,10 +59,6 @@ pub(crate) struct CreatedView {
     prefix: String,
     created_at: String,
     expires_at: Option<String>,
-}
-
-fn rfc3339(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 impl From<ApiKeyInfo> for KeyView {

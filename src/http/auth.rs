@@ -29,8 +29,8 @@ use super::{
     ClientInfo,
 };
 use crate::{
+    http::state::AppState,
     service::{AuthService, Credential, LoginSuccess, TokenPair},
-    state::AppState,
 };
 
 const X_CSRF_TOKEN: &str = "x-csrf-token";
@@ -65,7 +65,7 @@ pub(crate) struct RefreshBody {
     responses(
         (status = 200, description = "A token pair (cookie mode: `CookieModePair`)", body = crate::http::openapi::TokenPair),
         (status = 400, body = crate::http::openapi::OAuthError),
-        (status = 401, description = "Wrong credentials (`invalid_grant`), or `mfa_required`", body = crate::http::openapi::MfaRequired),
+        (status = 401, description = "Wrong credentials (`invalid_grant`), or `mfa_required`", body = crate::http::openapi::LoginRefused),
         (status = 429, body = crate::http::openapi::Error),
     ))]
 #[tracing::instrument(name = "login", skip_all)]
@@ -74,8 +74,10 @@ pub(crate) async fn login(
     client: ClientInfo,
     cookies: AuthCookies,
     Query(query): Query<HashMap<String, String>>,
-    ApiJson(body): ApiJson<LoginBody>,
+    body: Result<ApiJson<LoginBody>, ApiError>,
 ) -> Result<Response, OAuthError> {
+    // An unreadable body answers in the token endpoints' shape too.
+    let ApiJson(body) = body?;
     let cookie_mode = cookie_mode(&query)?;
     let username = body
         .username

@@ -22,7 +22,6 @@ use governor::{clock::Clock, DefaultKeyedRateLimiter, Quota};
 use ipnet::IpNet;
 
 use super::error::ApiError;
-use crate::config::Config;
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
@@ -35,12 +34,13 @@ pub struct Clients {
 }
 
 impl Clients {
-    pub fn new(config: &Config) -> Self {
-        let limiter = config
-            .login_rate_per_min
+    /// `rate_per_min` attempts per client IP per minute (`None`: no limit); the
+    /// `X-Forwarded-For` of `trusted_proxies` believed.
+    pub fn new(trusted_proxies: &[IpNet], rate_per_min: Option<std::num::NonZeroU32>) -> Self {
+        let limiter = rate_per_min
             .map(|per_min| Arc::new(DefaultKeyedRateLimiter::keyed(Quota::per_minute(per_min))));
         Self {
-            trusted_proxies: config.trusted_proxies.clone().into(),
+            trusted_proxies: trusted_proxies.into(),
             limiter,
             warned_untrusted_proxy: Arc::new(AtomicBool::new(false)),
         }
@@ -167,7 +167,8 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Clients::new(&Config::from_lookup(|k| vars.get(k).cloned()).unwrap())
+        let config = crate::config::Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
+        Clients::new(&config.trusted_proxies, config.login_rate())
     }
 
     fn xff(value: &str) -> HeaderMap {

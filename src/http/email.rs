@@ -12,7 +12,7 @@ use super::{
     json::ApiJson,
     ClientInfo,
 };
-use crate::{domain::Email, service::AuthService, state::AppState};
+use crate::{domain::Email, http::state::AppState, service::AuthService};
 
 /// The reset endpoints: rate-limited per IP with the other credential endpoints.
 pub fn credential_router() -> Router<AppState> {
@@ -97,16 +97,7 @@ pub(crate) async fn confirm_reset(
     };
     auth.confirm_password_reset(&token, password, &client)
         .await
-        .map_err(|e| match ApiError::from(e) {
-            // The policy's refusal names the field of this endpoint.
-            ApiError::Validation(fields) => ApiError::Validation(
-                fields
-                    .into_iter()
-                    .map(|f| FieldError::new("new_password", f.message))
-                    .collect(),
-            ),
-            other => other,
-        })?;
+        .map_err(|e| ApiError::with_password_field(e, "new_password"))?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -255,6 +255,19 @@ impl From<service::Error> for ApiError {
     }
 }
 
+impl ApiError {
+    /// A service error of a request that sends its new password in `field`: a refusal by the
+    /// password policy names that field, as the request does.
+    pub fn with_password_field(e: service::Error, field: &'static str) -> Self {
+        match e {
+            service::Error::WeakPassword(why) => {
+                ApiError::Validation(vec![FieldError::new(field, why.to_string())])
+            }
+            other => other.into(),
+        }
+    }
+}
+
 /// Why an API key is refused where credentials are managed.
 pub const SESSION_REQUIRED: &str =
     "this needs a session's access token: an API key cannot manage credentials";
@@ -267,16 +280,24 @@ const REFRESH_REFUSED: &str = "the refresh token is invalid, expired or revoked"
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        self.answer(false)
+    }
+}
+
+impl ApiError {
+    /// The answer; at a token endpoint (`oauth`), a client error also carries RFC 6749's
+    /// `error_description`.
+    fn answer(self, oauth: bool) -> Response {
         self.log();
         let (status, code) = self.status_and_code();
         let mut body = json!({ "error": code, "detail": self.detail() });
-        match &self {
-            ApiError::Validation(fields) => body["fields"] = json!(fields),
-            // Also answered by the token endpoints, whose clients read RFC 6749's field.
-            ApiError::TooManyRequests { .. } | ApiError::EmailNotVerified => {
-                body["error_description"] = body["detail"].clone()
-            }
-            _ => {}
+        if let ApiError::Validation(fields) = &self {
+            body["fields"] = json!(fields);
+        }
+        // A 429 also comes from the per-IP limit in front of the token endpoints.
+        let throttled = matches!(self, ApiError::TooManyRequests { .. });
+        if (oauth || throttled) && status.is_client_error() {
+            body["error_description"] = body["detail"].clone();
         }
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
@@ -371,7 +392,7 @@ impl IntoResponse for OAuthError {
                 format!("grant_type {grant:?} is not supported; use password or refresh_token"),
             ),
             OAuthError::Api(e) => {
-                let mut response = e.into_response();
+                let mut response = e.answer(true);
                 no_store(&mut response);
                 return response;
             }

@@ -16,7 +16,7 @@ use super::{
     extract::AuthUser,
     json::ApiJson,
 };
-use crate::{service::AuthService, state::AppState};
+use crate::{http::state::AppState, service::AuthService};
 
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 100;

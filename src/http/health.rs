@@ -6,7 +6,7 @@ use axum::{extract::State, routing::get, Json, Router};
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use crate::{service::AuthService, state::AppState};
+use crate::{http::state::AppState, service::AuthService};
 
 /// A readiness check that takes longer than this counts as the database being down.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);

@@ -4,7 +4,7 @@
 use axum::{
     body::Bytes,
     extract::{rejection::BytesRejection, FromRequest, Request},
-    http::{header::CONTENT_TYPE, HeaderMap, HeaderValue, StatusCode},
+    http::{header::CONTENT_TYPE, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
@@ -17,28 +17,12 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// Like `axum::Json`, but as an extractor a wrong content type is `415`, bad JSON `400`, a
 /// field of the wrong type `422` naming the field, and an oversized body `413`, all as
-/// [`ApiError`]s. As a response it is `axum::Json`'s body, written into a buffer with room for
-/// a typical answer.
+/// [`ApiError`]s. As a response it is `axum::Json`.
 pub struct ApiJson<T>(pub T);
-
-/// Bytes reserved for a JSON response before writing it: a user or a token pair fits, where
-/// `axum::Json` starts smaller and grows (and copies) the buffer once or twice for each
-/// (BENCHMARKS.md, ledger).
-const RESPONSE_CAPACITY: usize = 1024;
-/// `false` answers through `axum::Json` as it comes.
-const PRESIZED_RESPONSE: bool = true;
-const JSON_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/json");
 
 impl<T: Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
-        if !PRESIZED_RESPONSE {
-            return Json(self.0).into_response();
-        }
-        let mut body = Vec::with_capacity(RESPONSE_CAPACITY);
-        match serde_json::to_writer(&mut body, &self.0) {
-            Ok(()) => ([(CONTENT_TYPE, JSON_CONTENT_TYPE)], body).into_response(),
-            Err(err) => ApiError::Internal(err.into()).into_response(),
-        }
+        Json(self.0).into_response()
     }
 }
 
@@ -140,27 +124,6 @@ mod tests {
             serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
             value
         );
-    }
-
-    /// Status, headers and body, as the client gets them.
-    fn answer(response: Response) -> (StatusCode, HeaderMap, Bytes) {
-        let (parts, body) = response.into_parts();
-        let body = futures::executor::block_on(axum::body::to_bytes(body, usize::MAX)).unwrap();
-        (parts.status, parts.headers, body)
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn answers_as_axum_json_does(
-            fields in proptest::collection::btree_map(".{0,12}", ".{0,1500}", 0..6),
-            number in proptest::num::i64::ANY,
-        ) {
-            let value = serde_json::json!({ "fields": fields, "number": number });
-            proptest::prop_assert_eq!(
-                answer(ApiJson(&value).into_response()),
-                answer(Json(&value).into_response())
-            );
-        }
     }
 
     #[derive(Debug, Deserialize)]

@@ -3,23 +3,16 @@
 //! line and a panic turned into a `500`, and two of authd's own: the security headers, and the
 //! URI and header-size limits with the request timeout.
 
-use std::{
-    any::Any,
-    convert::Infallible,
-    future::Future,
-    pin::Pin,
-    task::{ready, Context, Poll},
-    time::Duration,
-};
+use std::{any::Any, convert::Infallible, time::Duration};
 
 use axum::{
     body::Body,
-    extract::{DefaultBodyLimit, Request},
+    extract::{DefaultBodyLimit, Request, State},
     http::{header, HeaderName, HeaderValue},
+    middleware::{self, Next},
     response::{IntoResponse, Response},
     Router,
 };
-use pin_project_lite::pin_project;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http::{
     catch_panic::CatchPanicLayer,
@@ -94,7 +87,7 @@ pub fn around(
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .map_response(security_headers)
-        .layer(LimitsLayer { timeout })
+        .layer(middleware::from_fn_with_state(timeout, limits))
         .map_response(|response: Response<_>| response.map(Body::new))
         .layer(CatchPanicLayer::custom(panic_response))
         .map_response(|response: Response<_>| response.map(Body::new))
@@ -161,53 +154,16 @@ fn logged_path(path: &str) -> &str {
 }
 
 /// Refuses a request over the size limits (`414`, `431`), and answers `503` for one that
-/// takes longer than `timeout`. A layer of its own rather than `middleware::from_fn`, which
-/// clones and boxes the inner service and boxes its future for every request (BENCHMARKS.md,
-/// ledger).
-#[derive(Clone, Copy, Debug)]
-struct LimitsLayer {
-    timeout: Duration,
-}
-
-impl<S> Layer<S> for LimitsLayer {
-    type Service = Limits<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Limits {
-            inner,
-            timeout: self.timeout,
-        }
+/// takes longer than `timeout`.
+async fn limits(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
+    if let Some(refusal) = over_limits(&req) {
+        return refusal.into_response();
     }
-}
-
-/// The service of [`LimitsLayer`].
-#[derive(Clone, Debug)]
-struct Limits<S> {
-    inner: S,
-    timeout: Duration,
-}
-
-impl<S> Service<Request> for Limits<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible>,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Limited<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
-        match over_limits(&req) {
-            Some(refusal) => Limited::Refused {
-                response: std::future::ready(refusal.into_response()),
-            },
-            None => Limited::Running {
-                inner: tokio::time::timeout(self.timeout, self.inner.call(req)),
-                timeout: self.timeout,
-            },
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(timeout_ms = timeout.as_millis() as u64, "request timed out");
+            ApiError::Unavailable(None).into_response()
         }
     }
 }
@@ -224,41 +180,6 @@ fn over_limits(req: &Request) -> Option<ApiError> {
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum();
     (header_bytes > MAX_HEADER_BYTES).then_some(ApiError::HeadersTooLarge)
-}
-
-pin_project! {
-    /// The answer of [`Limits`]: a refusal at once, or the inner service's answer within the
-    /// timeout.
-    #[project = LimitedProj]
-    enum Limited<F> {
-        Refused { response: std::future::Ready<Response> },
-        Running {
-            #[pin]
-            inner: tokio::time::Timeout<F>,
-            timeout: Duration,
-        },
-    }
-}
-
-impl<F> Future for Limited<F>
-where
-    F: Future<Output = Result<Response, Infallible>>,
-{
-    type Output = Result<Response, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            LimitedProj::Refused { response } => Pin::new(response).poll(cx).map(Ok),
-            LimitedProj::Running { inner, timeout } => match ready!(inner.poll(cx)) {
-                Ok(answer) => Poll::Ready(answer),
-                Err(_) => {
-                    let timeout_ms = timeout.as_millis() as u64;
-                    tracing::warn!(timeout_ms, "request timed out");
-                    Poll::Ready(Ok(ApiError::Unavailable(None).into_response()))
-                }
-            },
-        }
-    }
 }
 
 /// A handler's panic: logged (inside the request's span, so with its request id) and answered

@@ -5,8 +5,6 @@
 //! read at each scrape.
 
 use std::{
-    cell::RefCell,
-    collections::HashMap,
     future::Future,
     pin::Pin,
     sync::OnceLock,
@@ -26,7 +24,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use crate::{service::AuthService, state::AppState};
+use crate::{http::state::AppState, service::AuthService};
 
 /// A histogram of request durations, in seconds, by method, route template and status.
 const REQUESTS: &str = "authd_http_requests";
@@ -157,88 +155,12 @@ where
     }
 }
 
-/// One route's series, by method and status.
-type RouteSeries = HashMap<(Method, StatusCode), Histogram, foldhash::fast::RandomState>;
-
-thread_local! {
-    /// This thread's handles of the request histogram, by route template, then by method
-    /// and status: the registry lookup, with the label strings it is keyed by, is paid once
-    /// per series and thread instead of once per request (BENCHMARKS.md, ledger).
-    static SERIES: RefCell<HashMap<Box<str>, RouteSeries, foldhash::fast::RandomState>> =
-        RefCell::default();
-}
-
-/// The request histogram's series for one method, route and status, from this thread's
-/// handles ([`registered`] the first time).
+/// The request histogram's series for one method, route and status.
 fn series(method: &Method, route: &str, status: StatusCode) -> Histogram {
-    SERIES.with_borrow_mut(|routes| {
-        if !routes.contains_key(route) {
-            routes.insert(route.into(), HashMap::default());
-        }
-        let by_request = routes.get_mut(route).expect("inserted above");
-        by_request
-            .entry((method.clone(), status))
-            .or_insert_with(|| registered(method, route, status))
-            .clone()
-    })
-}
-
-/// The series as the registry hands it out, without the handles of [`series`].
-fn registered(method: &Method, route: &str, status: StatusCode) -> Histogram {
     metrics::histogram!(
         REQUESTS,
         "method" => method.as_str().to_owned(),
         "route" => route.to_owned(),
         "status" => status.as_str().to_owned(),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    /// The `_count` of one series in the process's page.
-    fn count(page: &str, method: &str, route: &str, status: &str) -> u64 {
-        let series = format!(
-            "{REQUESTS}_count{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}}"
-        );
-        page.lines()
-            .find_map(|line| line.strip_prefix(&series)?.trim().parse().ok())
-            .unwrap_or(0)
-    }
-
-    proptest! {
-        // Each case renders the whole page, which grows with every case: a few suffice.
-        #![proptest_config(ProptestConfig::with_cases(12))]
-
-        /// Any sequence of requests recorded through the handles counts what the registry's
-        /// own series count for the same sequence.
-        #[test]
-        fn the_handles_count_what_the_registry_counts(
-            requests in prop::collection::vec((0..3usize, 0..4usize, 0..3usize), 1..40),
-        ) {
-            let handle = handle();
-            let run = uuid::Uuid::new_v4().simple().to_string();
-            let methods = [Method::GET, Method::POST, Method::DELETE];
-            let statuses = [StatusCode::OK, StatusCode::NOT_FOUND, StatusCode::UNAUTHORIZED];
-            for &(m, r, st) in &requests {
-                series(&methods[m], &format!("/cached/{run}/{r}"), statuses[st]).record(0.001);
-                registered(&methods[m], &format!("/plain/{run}/{r}"), statuses[st]).record(0.001);
-            }
-            handle.run_upkeep();
-            let page = handle.render();
-            for method in &methods {
-                for r in 0..4 {
-                    for status in &statuses {
-                        prop_assert_eq!(
-                            count(&page, method.as_str(), &format!("/cached/{run}/{r}"), status.as_str()),
-                            count(&page, method.as_str(), &format!("/plain/{run}/{r}"), status.as_str())
-                        );
-                    }
-                }
-            }
-        }
-    }
 }

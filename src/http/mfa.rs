@@ -24,7 +24,7 @@ use super::{
     json::ApiJson,
     ClientInfo,
 };
-use crate::{service::AuthService, state::AppState};
+use crate::{http::state::AppState, service::AuthService};
 
 /// `POST /auth/mfa`: rate-limited with the other credential endpoints.
 pub fn credential_router() -> Router<AppState> {
@@ -72,8 +72,10 @@ pub(crate) async fn complete(
     client: ClientInfo,
     cookies: AuthCookies,
     Query(query): Query<HashMap<String, String>>,
-    ApiJson(body): ApiJson<CompleteBody>,
+    body: Result<ApiJson<CompleteBody>, ApiError>,
 ) -> Result<Response, OAuthError> {
+    // An unreadable body answers in the token endpoints' shape too.
+    let ApiJson(body) = body?;
     let cookie_mode = cookie_mode(&query)?;
     let missing = |field: &str| OAuthError::InvalidRequest(format!("missing field {field:?}"));
     let mfa_token = body

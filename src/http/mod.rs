@@ -16,6 +16,7 @@ pub mod metrics;
 mod mfa;
 pub mod openapi;
 mod sessions;
+pub mod state;
 mod token;
 mod users;
 mod wellknown;
@@ -32,7 +33,7 @@ use axum::{
 use tower::Service;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::{service::ClientInfo, state::AppState};
+use crate::{http::state::AppState, service::ClientInfo};
 use clients::Clients;
 use error::ApiError;
 use layers::REQUEST_ID;

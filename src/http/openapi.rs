@@ -23,10 +23,10 @@ use utoipa::{
 };
 use uuid::Uuid;
 
+use super::state::AppState;
 use super::{
     api_keys, auth, email, events, health, metrics, mfa, sessions, token, users, wellknown,
 };
-use crate::state::AppState;
 
 /// Where the document is served.
 pub const DOCUMENT_PATH: &str = "/openapi.json";
@@ -240,16 +240,18 @@ pub struct OAuthError {
     pub detail: String,
 }
 
-/// A right password on an account with TOTP on: send a code with `mfa_token` to
-/// `POST /auth/mfa`.
+/// A refused login, in the RFC 6749 §5.2 shape: `invalid_grant` for wrong credentials, or
+/// `mfa_required` for a right password on an account with a second factor, with the
+/// `mfa_token` to send with a code to `POST /auth/mfa`.
 #[derive(ToSchema)]
-pub struct MfaRequired {
-    #[schema(example = "mfa_required")]
+pub struct LoginRefused {
+    /// `invalid_grant` or `mfa_required`.
+    #[schema(example = "invalid_grant")]
     pub error: String,
     pub error_description: String,
     pub detail: String,
-    /// Single-use, valid for 5 minutes.
-    pub mfa_token: String,
+    /// With `mfa_required` only: single-use, valid for 5 minutes.
+    pub mfa_token: Option<String>,
 }
 
 /// The user object.
@@ -408,8 +410,7 @@ mod tests {
     /// has no public listing, but its `Debug` output names each route's id with the methods
     /// it has handlers for, and each id's path.
     fn served_routes() -> BTreeSet<(String, String)> {
-        let config = crate::config::Config::from_lookup(|_| None).unwrap();
-        let clients = crate::http::clients::Clients::new(&config);
+        let clients = crate::http::clients::Clients::new(&[], None);
         let routes = crate::http::routes(clients, "http://127.0.0.1:8000");
         let dump = format!("{routes:?}");
         // The main router only, not the fallbacks after it.

@@ -6,14 +6,14 @@ use axum::{
     routing::{delete, get},
     Router,
 };
-use chrono::SecondsFormat;
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::{error::ApiError, extract::AuthUser, json::ApiJson, ClientInfo};
 use crate::{
+    domain::rfc3339,
+    http::state::AppState,
     service::{AuthService, Credential},
-    state::AppState,
 };
 
 pub fn router() -> Router<AppState> {
@@ -51,8 +51,8 @@ pub(crate) async fn list(
             .map(|s| SessionView {
                 current: Some(s.id) == current,
                 id: s.id,
-                created_at: s.created_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-                last_used_at: s.last_used_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                created_at: rfc3339(s.created_at),
+                last_used_at: rfc3339(s.last_used_at),
                 ip: s.ip,
                 user_agent: s.user_agent,
             })

@@ -24,8 +24,8 @@ use super::{
     ClientInfo,
 };
 use crate::{
+    http::state::AppState,
     service::{AuthService, LoginSuccess, RefreshOutcome, TokenPair},
-    state::AppState,
 };
 
 pub fn router() -> Router<AppState> {
@@ -40,7 +40,7 @@ pub fn router() -> Router<AppState> {
     responses(
         (status = 200, description = "A token pair (and the `authd_device` cookie)", body = crate::http::openapi::TokenPair),
         (status = 400, description = "`invalid_request`, `unsupported_grant_type`, or a refused refresh token (`invalid_grant`)", body = crate::http::openapi::OAuthError),
-        (status = 401, description = "Wrong credentials (`invalid_grant`), or `mfa_required`", body = crate::http::openapi::MfaRequired),
+        (status = 401, description = "Wrong credentials (`invalid_grant`), or `mfa_required`", body = crate::http::openapi::LoginRefused),
         (status = 429, body = crate::http::openapi::Error), (status = 503, body = crate::http::openapi::Error),
     ))]
 #[tracing::instrument(name = "token", skip_all)]

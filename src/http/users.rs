@@ -12,8 +12,8 @@ use super::{
 };
 use crate::{
     domain::{Email, FullName, User, Username},
+    http::state::AppState,
     service::{self, AuthService, ProfileChange, Registration},
-    state::AppState,
 };
 
 /// Registration: rate-limited with the other credential endpoints.
@@ -40,6 +40,8 @@ pub(crate) struct RegisterBody {
     request_body = crate::http::openapi::Registration,
     responses(
         (status = 201, description = "Registered", body = crate::http::openapi::UserSchema),
+        (status = 400, description = "A body that is not JSON (`malformed_body`)", body = crate::http::openapi::Error),
+        (status = 415, description = "Not `application/json`", body = crate::http::openapi::Error),
         (status = 409, description = "`username_taken` or `email_taken`", body = crate::http::openapi::Error),
         (status = 422, description = "Invalid fields (`validation_failed`)", body = crate::http::openapi::Error),
         (status = 429, description = "Too many attempts from this client", body = crate::http::openapi::Error),
@@ -198,15 +200,28 @@ pub(crate) async fn change_password(
 ) -> Result<StatusCode, ApiError> {
     let session = user.session()?;
     let client = client_info;
-    let (Some(current), Some(new)) = (body.current_password, body.new_password) else {
-        return Err(ApiError::Validation(vec![FieldError::new(
-            "current_password",
-            "and new_password are required",
-        )]));
+    let (current, new) = match (body.current_password, body.new_password) {
+        (Some(current), Some(new)) => (current, new),
+        (current, new) => {
+            let missing = [
+                ("current_password", current.is_none()),
+                ("new_password", new.is_none()),
+            ];
+            return Err(ApiError::Validation(
+                missing
+                    .into_iter()
+                    .filter(|(_, missing)| *missing)
+                    .map(|(field, _)| FieldError::new(field, "is required"))
+                    .collect(),
+            ));
+        }
     };
     auth.change_password(&user.user, session, current, new, &client)
         .await
-        .map_err(wrong_password)?;
+        .map_err(|e| match e {
+            service::Error::InvalidCredentials => ApiError::WrongPassword,
+            other => ApiError::with_password_field(other, "new_password"),
+        })?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -11,8 +11,8 @@ use axum::{
 use serde_json::json;
 
 use crate::{
+    http::state::{AppState, PublicUrl},
     service::AuthService,
-    state::{AppState, PublicUrl},
 };
 
 pub fn router() -> Router<AppState> {

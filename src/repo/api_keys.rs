@@ -8,19 +8,7 @@ use super::{
     events::{execute_recording, insert_event},
     rows, with_pool, Repo, RepoResult,
 };
-use crate::domain::{NewEvent, User};
-
-/// An API key as its owner sees it in a list: never the key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiKeyInfo {
-    pub id: Uuid,
-    pub name: String,
-    /// The key's first characters.
-    pub prefix: String,
-    pub created_at: DateTime<Utc>,
-    pub last_used_at: Option<DateTime<Utc>>,
-    pub expires_at: Option<DateTime<Utc>>,
-}
+use crate::domain::{ApiKeyInfo, NewEvent, User};
 
 /// A key to store.
 #[derive(Debug)]

@@ -25,23 +25,22 @@ mod users;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
-use secrecy::ExposeSecret;
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
     PgPool, SqlitePool,
 };
 
-pub use api_keys::{ApiKeyInfo, KeyUser, NewApiKey};
+pub use api_keys::{KeyUser, NewApiKey};
 pub use error::{RepoError, RepoResult, UniqueField};
 pub use keys::Resealed;
 pub use mail::{FoundToken, MailEnd, NewMail, OutgoingMail};
 pub use mfa::{Challenge, NewChallenge};
-pub use sessions::{NewSession, RefreshRecord, Rotation, SessionInfo};
+pub use sessions::{NewSession, RefreshRecord, Rotation};
 pub use throttle::{Attempt, LockRule};
 pub use users::{Credentials, NewUser, Profile};
 
-use crate::config::{Backend, Config};
+use crate::config::{Backend, DatabaseUrl};
 use pg_checkers::PgCheckers;
 use sqlite_reader::SqliteReaders;
 
@@ -110,11 +109,11 @@ const PG_POOL: u32 = 16;
 const PG_CHECKERS: usize = 2;
 
 impl Repo {
-    /// Opens the database of `config.database_url` (creating a SQLite file when missing),
+    /// Opens the database at `url` (creating a SQLite file when missing),
     /// applies the migrations, and starts the dispatchers on the current Tokio runtime.
-    pub async fn connect(config: &Config) -> RepoResult<Self> {
-        let url = config.database_url.expose_secret();
-        let (db, readers, checks, key_checks) = match config.backend {
+    pub async fn connect(database: &DatabaseUrl) -> RepoResult<Self> {
+        let url = database.expose();
+        let (db, readers, checks, key_checks) = match database.backend {
             Backend::Sqlite => {
                 let options = SqliteConnectOptions::from_str(url)?;
                 create_private_file(options.get_filename())?;
@@ -332,8 +331,9 @@ mod tests {
     async fn both_sqlite_drivers_read_one_file_alike() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("both.db").display());
-        let config = Config::from_lookup(|k| (k == "DATABASE_URL").then(|| url.clone())).unwrap();
-        let repo = Repo::connect(&config).await.unwrap();
+        let repo = Repo::connect(&DatabaseUrl::parse(&url).unwrap())
+            .await
+            .unwrap();
         let Db::Sqlite(pool) = repo.db() else {
             unreachable!("a sqlite:// URL opens SQLite")
         };

@@ -11,14 +11,16 @@ use sqlx::Row as _;
 use uuid::Uuid;
 
 use super::{
-    api_keys::{ApiKeyInfo, KeyUser},
+    api_keys::KeyUser,
     mail::{FoundToken, OutgoingMail},
     mfa::Challenge,
-    sessions::{RefreshRecord, SessionInfo},
+    sessions::RefreshRecord,
     users::Credentials,
     RepoError, RepoResult,
 };
-use crate::domain::{Event, MailPurpose, StoredSecret, StoredSigningKey, StoredTotp, User};
+use crate::domain::{
+    ApiKeyInfo, Event, MailPurpose, SessionInfo, StoredSecret, StoredSigningKey, StoredTotp, User,
+};
 
 /// A row of any driver, read by column position.
 pub(super) trait Columns {

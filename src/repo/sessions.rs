@@ -6,7 +6,7 @@ use super::{
     events::{execute_recording, insert_event},
     rows, with_pool, Db, Repo, RepoResult,
 };
-use crate::domain::{NewEvent, User};
+use crate::domain::{NewEvent, SessionInfo, User};
 
 /// A session to open, with the hash of its first refresh token (generation 0).
 #[derive(Debug)]
@@ -193,16 +193,6 @@ impl Repo {
     }
 }
 
-/// A live session as its user sees it in a list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionInfo {
-    pub id: Uuid,
-    pub created_at: DateTime<Utc>,
-    pub last_used_at: DateTime<Utc>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-}
-
 impl Repo {
     /// The user's live sessions (not ended, not expired), newest first.
     pub async fn live_sessions(
@@ -340,7 +330,7 @@ fn rotation_statement(db: &Db, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::config::DatabaseUrl;
 
     /// The statistics of a large table once led SQLite to scan every session for each group
     /// of rotations; each must be a lookup by id.
@@ -348,8 +338,9 @@ mod tests {
     async fn grouped_rotations_look_sessions_up_by_id_on_a_large_sqlite_table() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("plan.db").display());
-        let config = Config::from_lookup(|k| (k == "DATABASE_URL").then(|| url.clone())).unwrap();
-        let repo = Repo::connect(&config).await.unwrap();
+        let repo = Repo::connect(&DatabaseUrl::parse(&url).unwrap())
+            .await
+            .unwrap();
         let db = repo.db();
         let Db::Sqlite(pool) = db else {
             unreachable!("a sqlite:// URL opens SQLite")

@@ -5,27 +5,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-async fn sessions(app: &TestApp, credential: &str) -> Value {
-    let r = app
-        .client
-        .get(app.url("/users/me/sessions"))
-        .bearer_auth(credential)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    r.json().await.unwrap()
-}
-
-async fn end_session(app: &TestApp, credential: &str, id: &str) -> reqwest::Response {
-    app.client
-        .delete(app.url(&format!("/users/me/sessions/{id}")))
-        .bearer_auth(credential)
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_user_lists_their_live_sessions_and_ends_one_of_them() {
     let app = spawn_app().await;
@@ -46,7 +25,12 @@ async fn a_user_lists_their_live_sessions_and_ends_one_of_them() {
     let (_, other) = app.new_session().await;
     let (other_access, _) = tokens(&other);
 
-    let list = sessions(&app, &first_access).await;
+    let list = app
+        .sessions(&first_access)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
     let list = list.as_array().unwrap();
     assert_eq!(list.len(), 2, "{list:?}");
     let current: Vec<&Value> = list.iter().filter(|s| s["current"] == true).collect();
@@ -62,19 +46,22 @@ async fn a_user_lists_their_live_sessions_and_ends_one_of_them() {
 
     // Another user can neither see nor end it.
     assert_eq!(
-        sessions(&app, &other_access)
+        app.sessions(&other_access)
             .await
+            .json::<Value>()
+            .await
+            .unwrap()
             .as_array()
             .unwrap()
             .len(),
         1
     );
-    let r = end_session(&app, &other_access, phone_id).await;
+    let r = app.end_session(&other_access, phone_id).await;
     assert_error(r, StatusCode::NOT_FOUND, "not_found").await;
     assert_eq!(app.me(&second_access).await.status(), StatusCode::OK);
 
     // Its owner ends it: its tokens stop working at once; the caller's session lives on.
-    let r = end_session(&app, &first_access, phone_id).await;
+    let r = app.end_session(&first_access, phone_id).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(
         app.me(&second_access).await.status(),
@@ -82,19 +69,22 @@ async fn a_user_lists_their_live_sessions_and_ends_one_of_them() {
     );
     assert_eq!(app.me(&first_access).await.status(), StatusCode::OK);
     assert_eq!(
-        sessions(&app, &first_access)
+        app.sessions(&first_access)
             .await
+            .json::<Value>()
+            .await
+            .unwrap()
             .as_array()
             .unwrap()
             .len(),
         1
     );
     assert_eq!(
-        end_session(&app, &first_access, phone_id).await.status(),
+        app.end_session(&first_access, phone_id).await.status(),
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        end_session(&app, &first_access, "nope").await.status(),
+        app.end_session(&first_access, "nope").await.status(),
         StatusCode::NOT_FOUND
     );
 }
@@ -104,40 +94,13 @@ async fn an_api_key_may_list_sessions_but_not_end_them() {
     let app = spawn_app().await;
     let (_, pair) = app.new_session().await;
     let (access, _) = tokens(&pair);
-    let created: Value = app
-        .client
-        .post(app.url("/users/me/api-keys"))
-        .bearer_auth(&access)
-        .json(&json!({"name": "monitor"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = created["key"].as_str().unwrap();
-    let list = sessions(&app, key).await;
+    let key = &app.api_key(&access, "monitor").await;
+    let list = app.sessions(key).await.json::<Value>().await.unwrap();
     assert_eq!(list[0]["current"], false, "a key is no session");
     let id = list[0]["id"].as_str().unwrap();
-    let r = end_session(&app, key, id).await;
+    let r = app.end_session(key, id).await;
     assert_error(r, StatusCode::FORBIDDEN, "forbidden").await;
     assert_eq!(app.me(&access).await.status(), StatusCode::OK);
-}
-
-/// The request is built (and the body serialized) at once; the future owns it.
-fn send_json(
-    app: &TestApp,
-    method: reqwest::Method,
-    path: &str,
-    credential: &str,
-    body: &Value,
-) -> impl std::future::Future<Output = reqwest::Response> + 'static {
-    let request = app
-        .client
-        .request(method, app.url(path))
-        .bearer_auth(credential)
-        .json(body);
-    async move { request.send().await.unwrap() }
 }
 
 #[tokio::test]
@@ -145,15 +108,20 @@ async fn patch_me_changes_or_clears_the_email_and_name() {
     let app = spawn_app().await;
     let (_, pair) = app.new_session().await;
     let (access, _) = tokens(&pair);
-    let patch = |body: Value| send_json(&app, reqwest::Method::PATCH, "/users/me", &access, &body);
 
-    let r = patch(json!({"email": "New.Address@Example.com", "full_name": "Jane Roe"})).await;
+    let r = app
+        .patch_me(
+            &access,
+            &json!({"email": "New.Address@Example.com", "full_name": "Jane Roe"}),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let user: Value = r.json().await.unwrap();
     assert_eq!(user["email"], "New.Address@Example.com");
     assert_eq!(user["full_name"], "Jane Roe");
     // Absent leaves a field alone; null clears it.
-    let user: Value = patch(json!({"full_name": null}))
+    let user: Value = app
+        .patch_me(&access, &json!({"full_name": null}))
         .await
         .json()
         .await
@@ -166,16 +134,13 @@ async fn patch_me_changes_or_clears_the_email_and_name() {
     // Another account's address, in any case, is taken; a bad one is a 422.
     let (other_name, other) = app.new_session().await;
     let (other_access, _) = tokens(&other);
-    let r = send_json(
-        &app,
-        reqwest::Method::PATCH,
-        "/users/me",
-        &other_access,
-        &json!({"email": "new.address@example.COM"}),
-    )
-    .await;
+    let r = app
+        .patch_me(&other_access, &json!({"email": "new.address@example.COM"}))
+        .await;
     assert_error(r, StatusCode::CONFLICT, "email_taken").await;
-    let r = patch(json!({"email": "not an address"})).await;
+    let r = app
+        .patch_me(&access, &json!({"email": "not an address"}))
+        .await;
     let error = assert_error(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     assert_eq!(error["fields"][0]["field"], "email");
     assert!(!other_name.is_empty());
@@ -188,23 +153,15 @@ async fn changing_the_password_ends_every_other_session_and_keeps_this_one() {
     let (access, refresh) = tokens(&first);
     let second = app.login(&name, PASSWORD).await;
     let (second_access, second_refresh) = tokens(&second);
-    let change = |current: &str, new: &str| {
-        send_json(
-            &app,
-            reqwest::Method::POST,
-            "/users/me/password",
-            &access,
-            &json!({"current_password": current, "new_password": new}),
-        )
-    };
 
     assert_error(
-        change("wrong-password-1", "a brand new passphrase 9").await,
+        app.change_password(&access, "wrong-password-1", "a brand new passphrase 9")
+            .await,
         StatusCode::UNAUTHORIZED,
         "invalid_password",
     )
     .await;
-    let r = change(PASSWORD, "short").await;
+    let r = app.change_password(&access, PASSWORD, "short").await;
     assert_error(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     assert_eq!(
         app.me(&second_access).await.status(),
@@ -212,7 +169,9 @@ async fn changing_the_password_ends_every_other_session_and_keeps_this_one() {
         "nothing changed yet"
     );
 
-    let r = change(PASSWORD, "a brand new passphrase 9").await;
+    let r = app
+        .change_password(&access, PASSWORD, "a brand new passphrase 9")
+        .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(
         app.me(&second_access).await.status(),
@@ -232,10 +191,13 @@ async fn changing_the_password_ends_every_other_session_and_keeps_this_one() {
 
     // Wrong current passwords count toward the name's lock.
     for _ in 0..5 {
-        change("wrong-password-1", "another new passphrase 7").await;
+        app.change_password(&access, "wrong-password-1", "another new passphrase 7")
+            .await;
     }
     assert_eq!(
-        change("wrong-password-1", "x").await.status(),
+        app.change_password(&access, "wrong-password-1", "x")
+            .await
+            .status(),
         StatusCode::TOO_MANY_REQUESTS
     );
 }
@@ -245,44 +207,24 @@ async fn deleting_the_account_takes_its_password_and_removes_everything_of_it() 
     let app = spawn_app().await;
     let (name, pair) = app.new_session().await;
     let (access, refresh) = tokens(&pair);
-    let created: Value = send_json(
-        &app,
-        reqwest::Method::POST,
-        "/users/me/api-keys",
-        &access,
-        &json!({"name": "k"}),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    let key = created["key"].as_str().unwrap().to_owned();
+    let key = app.api_key(&access, "k").await;
     let (_, other) = app.new_session().await;
     let (other_access, _) = tokens(&other);
 
-    let delete = |credential: &str, password: &str| {
-        send_json(
-            &app,
-            reqwest::Method::DELETE,
-            "/users/me",
-            credential,
-            &json!({"password": password}),
-        )
-    };
     assert_error(
-        delete(&access, "wrong-password-1").await,
+        app.delete_me(&access, "wrong-password-1").await,
         StatusCode::UNAUTHORIZED,
         "invalid_password",
     )
     .await;
     assert_error(
-        delete(&key, PASSWORD).await,
+        app.delete_me(&key, PASSWORD).await,
         StatusCode::FORBIDDEN,
         "forbidden",
     )
     .await;
     assert_eq!(
-        delete(&access, PASSWORD).await.status(),
+        app.delete_me(&access, PASSWORD).await.status(),
         StatusCode::NO_CONTENT
     );
 
@@ -314,15 +256,6 @@ async fn deleting_the_account_takes_its_password_and_removes_everything_of_it() 
     );
 }
 
-async fn events(app: &TestApp, credential: &str, query: &str) -> reqwest::Response {
-    app.client
-        .get(app.url(&format!("/users/me/events{query}")))
-        .bearer_auth(credential)
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn the_audit_trail_records_each_change_newest_first_a_page_at_a_time() {
     let app = spawn_app().await;
@@ -350,34 +283,18 @@ async fn the_audit_trail_records_each_change_newest_first_a_page_at_a_time() {
         app.refresh(&second_refresh).await.status(),
         StatusCode::UNAUTHORIZED
     );
-    let created: Value = send_json(
-        &app,
-        reqwest::Method::POST,
-        "/users/me/api-keys",
-        &access,
-        &json!({"name": "k"}),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    let id = created["id"].as_str().unwrap();
-    let r = app
-        .client
-        .delete(app.url(&format!("/users/me/api-keys/{id}")))
-        .bearer_auth(&access)
-        .send()
+    let created: Value = app
+        .create_api_key(&access, &json!({"name": "k"}))
+        .await
+        .json()
         .await
         .unwrap();
+    let id = created["id"].as_str().unwrap();
+    let r = app.revoke_api_key(&access, id).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = send_json(
-        &app,
-        reqwest::Method::POST,
-        "/users/me/password",
-        &access,
-        &json!({"current_password": PASSWORD, "new_password": "a brand new passphrase 9"}),
-    )
-    .await;
+    let r = app
+        .change_password(&access, PASSWORD, "a brand new passphrase 9")
+        .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(
         app.logout_bearer(&access).await.status(),
@@ -387,7 +304,7 @@ async fn the_audit_trail_records_each_change_newest_first_a_page_at_a_time() {
     // The access token is gone; a new session reads the trail.
     let fresh = app.login(&name, "a brand new passphrase 9").await;
     let (fresh_access, _) = tokens(&fresh);
-    let all: Value = events(&app, &fresh_access, "").await.json().await.unwrap();
+    let all: Value = app.events(&fresh_access, "").await.json().await.unwrap();
     let types: Vec<&str> = all
         .as_array()
         .unwrap()
@@ -414,7 +331,8 @@ async fn the_audit_trail_records_each_change_newest_first_a_page_at_a_time() {
     assert!(failed["at"].is_string() && failed["id"].is_string());
 
     // Pages: three, then the next three below the last id, and so on.
-    let page: Value = events(&app, &fresh_access, "?limit=3")
+    let page: Value = app
+        .events(&fresh_access, "?limit=3")
         .await
         .json()
         .await
@@ -422,21 +340,22 @@ async fn the_audit_trail_records_each_change_newest_first_a_page_at_a_time() {
     assert_eq!(page.as_array().unwrap().len(), 3);
     assert_eq!(page[0], all[0]);
     let last = page[2]["id"].as_str().unwrap();
-    let next: Value = events(&app, &fresh_access, &format!("?limit=3&before={last}"))
+    let next: Value = app
+        .events(&fresh_access, &format!("?limit=3&before={last}"))
         .await
         .json()
         .await
         .unwrap();
     assert_eq!(next[0], all[3]);
     for bad in ["?limit=0", "?limit=101", "?limit=x", "?before=nope"] {
-        let r = events(&app, &fresh_access, bad).await;
+        let r = app.events(&fresh_access, bad).await;
         assert_error(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     }
 
     // Another user sees none of it.
     let (_, other) = app.new_session().await;
     let (other_access, _) = tokens(&other);
-    let theirs: Value = events(&app, &other_access, "").await.json().await.unwrap();
+    let theirs: Value = app.events(&other_access, "").await.json().await.unwrap();
     assert_eq!(theirs.as_array().unwrap().len(), 1, "only their own login");
 
     // Events older than the retention (90 days) go at housekeeping.

@@ -8,34 +8,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-async fn create_key(app: &TestApp, access: &str, body: &Value) -> Response {
-    app.client
-        .post(app.url("/users/me/api-keys"))
-        .bearer_auth(access)
-        .json(body)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn list_keys(app: &TestApp, credential: &str) -> Response {
-    app.client
-        .get(app.url("/users/me/api-keys"))
-        .bearer_auth(credential)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn revoke_key(app: &TestApp, credential: &str, id: &str) -> Response {
-    app.client
-        .delete(app.url(&format!("/users/me/api-keys/{id}")))
-        .bearer_auth(credential)
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn me_with_header(app: &TestApp, key: &str) -> Response {
     app.client
         .get(app.url("/users/me"))
@@ -49,7 +21,9 @@ async fn me_with_header(app: &TestApp, key: &str) -> Response {
 async fn user_with_key(app: &TestApp) -> (String, String, Value) {
     let (name, pair) = app.new_session().await;
     let (access, _) = tokens(&pair);
-    let r = create_key(app, &access, &json!({"name": "deploy script"})).await;
+    let r = app
+        .create_api_key(&access, &json!({"name": "deploy script"}))
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     (name, access, r.json().await.unwrap())
 }
@@ -92,7 +66,7 @@ async fn a_key_is_shown_once_in_the_contract_format_and_stored_only_as_a_hash() 
     assert!(created["expires_at"].is_null());
 
     // Listed without the key.
-    let list: Value = list_keys(&app, &access).await.json().await.unwrap();
+    let list: Value = app.api_keys(&access).await.json().await.unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["id"], created["id"]);
     assert!(list[0].get("key").is_none());
@@ -114,7 +88,7 @@ async fn a_key_is_shown_once_in_the_contract_format_and_stored_only_as_a_hash() 
 
     // Its use is recorded.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let list: Value = list_keys(&app, &access).await.json().await.unwrap();
+    let list: Value = app.api_keys(&access).await.json().await.unwrap();
     assert!(list[0]["last_used_at"].is_string(), "{list}");
 }
 
@@ -142,24 +116,21 @@ async fn a_revoked_expired_or_mistyped_key_is_refused() {
     // Revoked: refused on the very next request.
     let id = created["id"].as_str().unwrap();
     assert_eq!(
-        revoke_key(&app, &access, id).await.status(),
+        app.revoke_api_key(&access, id).await.status(),
         StatusCode::NO_CONTENT
     );
     assert_eq!(app.me(&key).await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
-        revoke_key(&app, &access, id).await.status(),
+        app.revoke_api_key(&access, id).await.status(),
         StatusCode::NOT_FOUND
     );
-    let list: Value = list_keys(&app, &access).await.json().await.unwrap();
+    let list: Value = app.api_keys(&access).await.json().await.unwrap();
     assert_eq!(list, json!([]));
 
     // Expired: refused like a revoked one.
-    let r = create_key(
-        &app,
-        &access,
-        &json!({"name": "short", "expires_in_days": 1}),
-    )
-    .await;
+    let r = app
+        .create_api_key(&access, &json!({"name": "short", "expires_in_days": 1}))
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let short: Value = r.json().await.unwrap();
     let short_key = short["key"].as_str().unwrap();
@@ -176,16 +147,13 @@ async fn a_key_cannot_manage_credentials_and_users_cannot_touch_each_others_keys
     let key = created["key"].as_str().unwrap();
     let id = created["id"].as_str().unwrap();
 
-    let r = create_key(&app, key, &json!({"name": "from a key"})).await;
+    let r = app
+        .create_api_key(key, &json!({"name": "from a key"}))
+        .await;
     assert_error(r, StatusCode::FORBIDDEN, "forbidden").await;
+    assert_error(app.api_keys(key).await, StatusCode::FORBIDDEN, "forbidden").await;
     assert_error(
-        list_keys(&app, key).await,
-        StatusCode::FORBIDDEN,
-        "forbidden",
-    )
-    .await;
-    assert_error(
-        revoke_key(&app, key, id).await,
+        app.revoke_api_key(key, id).await,
         StatusCode::FORBIDDEN,
         "forbidden",
     )
@@ -202,14 +170,16 @@ async fn a_key_cannot_manage_credentials_and_users_cannot_touch_each_others_keys
     let (_, other) = app.new_session().await;
     let (other_access, _) = tokens(&other);
     assert_eq!(
-        revoke_key(&app, &other_access, id).await.status(),
+        app.revoke_api_key(&other_access, id).await.status(),
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        revoke_key(&app, &other_access, "not-a-uuid").await.status(),
+        app.revoke_api_key(&other_access, "not-a-uuid")
+            .await
+            .status(),
         StatusCode::NOT_FOUND
     );
-    let list: Value = list_keys(&app, &other_access).await.json().await.unwrap();
+    let list: Value = app.api_keys(&other_access).await.json().await.unwrap();
     assert_eq!(list, json!([]));
     assert_eq!(
         app.me(key).await.status(),
@@ -235,7 +205,7 @@ async fn a_key_cannot_manage_credentials_and_users_cannot_touch_each_others_keys
             "expires_in_days",
         ),
     ] {
-        let r = create_key(&app, &access, &body).await;
+        let r = app.create_api_key(&access, &body).await;
         let error = assert_error(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
         assert_eq!(error["fields"][0]["field"], field, "{body}");
     }
@@ -248,7 +218,9 @@ async fn a_revoked_key_is_refused_by_every_replica_at_once() {
     let (_, access, created) = user_with_key(&app).await;
     let key = created["key"].as_str().unwrap();
     assert_eq!(replica.me(key).await.status(), StatusCode::OK);
-    let r = revoke_key(&app, &access, created["id"].as_str().unwrap()).await;
+    let r = app
+        .revoke_api_key(&access, created["id"].as_str().unwrap())
+        .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(replica.me(key).await.status(), StatusCode::UNAUTHORIZED);
 }

@@ -303,6 +303,146 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `method path` with a Bearer credential and, if given, a JSON body. The request is
+    /// built at once, so the future owns it (tests send several side by side).
+    pub fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        credential: &str,
+        body: Option<&Value>,
+    ) -> impl std::future::Future<Output = Response> + 'static {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(credential);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        async move { request.send().await.unwrap() }
+    }
+
+    /// `GET /users/me/sessions`.
+    pub async fn sessions(&self, credential: &str) -> Response {
+        self.send(reqwest::Method::GET, "/users/me/sessions", credential, None)
+            .await
+    }
+
+    /// `DELETE /users/me/sessions/{id}`.
+    pub async fn end_session(&self, credential: &str, id: &str) -> Response {
+        let path = format!("/users/me/sessions/{id}");
+        self.send(reqwest::Method::DELETE, &path, credential, None)
+            .await
+    }
+
+    /// `GET /users/me/events` with a query string (`""`, `"?limit=2"`, ...).
+    pub async fn events(&self, credential: &str, query: &str) -> Response {
+        let path = format!("/users/me/events{query}");
+        self.send(reqwest::Method::GET, &path, credential, None)
+            .await
+    }
+
+    /// `PATCH /users/me`.
+    pub async fn patch_me(&self, credential: &str, body: &Value) -> Response {
+        self.send(reqwest::Method::PATCH, "/users/me", credential, Some(body))
+            .await
+    }
+
+    /// `POST /users/me/password`.
+    pub async fn change_password(&self, credential: &str, current: &str, new: &str) -> Response {
+        let body = json!({"current_password": current, "new_password": new});
+        self.send(
+            reqwest::Method::POST,
+            "/users/me/password",
+            credential,
+            Some(&body),
+        )
+        .await
+    }
+
+    /// `DELETE /users/me` with the account's password.
+    pub async fn delete_me(&self, credential: &str, password: &str) -> Response {
+        let body = json!({ "password": password });
+        self.send(
+            reqwest::Method::DELETE,
+            "/users/me",
+            credential,
+            Some(&body),
+        )
+        .await
+    }
+
+    /// `POST /users/me/api-keys`.
+    pub async fn create_api_key(&self, credential: &str, body: &Value) -> Response {
+        self.send(
+            reqwest::Method::POST,
+            "/users/me/api-keys",
+            credential,
+            Some(body),
+        )
+        .await
+    }
+
+    /// A new API key named `name`, made with a session's access token: the key itself.
+    pub async fn api_key(&self, access: &str, name: &str) -> String {
+        let r = self.create_api_key(access, &json!({ "name": name })).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
+        let created: Value = r.json().await.unwrap();
+        created["key"].as_str().unwrap().to_owned()
+    }
+
+    /// `GET /users/me/api-keys`.
+    pub async fn api_keys(&self, credential: &str) -> Response {
+        self.send(reqwest::Method::GET, "/users/me/api-keys", credential, None)
+            .await
+    }
+
+    /// `DELETE /users/me/api-keys/{id}`.
+    pub async fn revoke_api_key(&self, credential: &str, id: &str) -> Response {
+        let path = format!("/users/me/api-keys/{id}");
+        self.send(reqwest::Method::DELETE, &path, credential, None)
+            .await
+    }
+
+    /// `POST /users/me/mfa/totp`: starts an enrolment.
+    pub async fn enrol_totp(&self, access: &str) -> Response {
+        self.send(reqwest::Method::POST, "/users/me/mfa/totp", access, None)
+            .await
+    }
+
+    /// `POST /users/me/mfa/totp/confirm`.
+    pub async fn confirm_totp(&self, access: &str, code: &str) -> Response {
+        let body = json!({ "code": code });
+        self.send(
+            reqwest::Method::POST,
+            "/users/me/mfa/totp/confirm",
+            access,
+            Some(&body),
+        )
+        .await
+    }
+
+    /// `DELETE /users/me/mfa/totp`.
+    pub async fn disable_totp(&self, access: &str, code: &str) -> Response {
+        let body = json!({ "code": code });
+        self.send(
+            reqwest::Method::DELETE,
+            "/users/me/mfa/totp",
+            access,
+            Some(&body),
+        )
+        .await
+    }
+
+    /// `POST /auth/mfa`: the second step of a login.
+    pub async fn second_step(&self, mfa_token: &str, code: &str) -> Response {
+        self.post_json(
+            "/auth/mfa",
+            &json!({ "mfa_token": mfa_token, "code": code }),
+        )
+        .await
+    }
+
     /// The published JWK set.
     pub async fn jwks(&self) -> Value {
         self.get("/.well-known/jwks.json")
@@ -311,6 +451,32 @@ impl TestApp {
             .await
             .unwrap()
     }
+}
+
+/// The `authd` binary, run where no `.env` can be picked up, with only the variables a test
+/// sets.
+pub fn authd() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_authd"));
+    cmd.current_dir(std::env::temp_dir())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd
+}
+
+/// `authd ARGS` on the database at `database_url`: what it printed. Panics, with what it
+/// printed on stderr, if it fails.
+pub fn authd_ok(database_url: &str, args: &[&str]) -> String {
+    let out = authd()
+        .env("DATABASE_URL", database_url)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "authd {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The `access_token` and `refresh_token` of a pair.
@@ -338,6 +504,16 @@ pub async fn assert_error(r: Response, status: StatusCode, code: &str) -> Value 
         "{body}"
     );
     body
+}
+
+/// The `field` of each entry of a `422`'s `fields`, in order.
+pub fn field_names(body: &Value) -> Vec<&str> {
+    body["fields"]
+        .as_array()
+        .expect("a 422 lists its fields")
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect()
 }
 
 /// The decoded JSON of one part of a JWT (0 = header, 1 = claims).

@@ -7,6 +7,7 @@ mod abuse;
 mod account;
 mod api_keys;
 mod bad_tokens;
+mod contract;
 mod cookie_mode;
 mod email;
 mod faults;

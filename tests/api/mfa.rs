@@ -5,14 +5,14 @@
 use std::time::Duration;
 
 use authd::{auth::sealing::MasterKey, clock::Clock};
-use reqwest::{header, Response, StatusCode};
+use reqwest::{header, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::*;
 
 /// The code an authenticator app shows for `secret` (base32) at `unix_secs`, computed with
 /// the RFC 6238 parameters of the contract.
-fn code_at(secret: &str, unix_secs: i64) -> String {
+pub fn code_at(secret: &str, unix_secs: i64) -> String {
     let bytes = totp_rs::Secret::try_from_base32(secret)
         .unwrap()
         .as_bytes()
@@ -29,66 +29,8 @@ fn code_at(secret: &str, unix_secs: i64) -> String {
 }
 
 /// The code of the app's clock now.
-fn code_now(app: &TestApp, secret: &str) -> String {
+pub fn code_now(app: &TestApp, secret: &str) -> String {
     code_at(secret, app.clock.now().timestamp())
-}
-
-async fn send(
-    app: &TestApp,
-    method: reqwest::Method,
-    path: &str,
-    access: &str,
-    body: Option<Value>,
-) -> Response {
-    let mut request = app
-        .client
-        .request(method, app.url(path))
-        .bearer_auth(access);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.unwrap()
-}
-
-async fn enrol(app: &TestApp, access: &str) -> Response {
-    send(
-        app,
-        reqwest::Method::POST,
-        "/users/me/mfa/totp",
-        access,
-        None,
-    )
-    .await
-}
-
-async fn confirm(app: &TestApp, access: &str, code: &str) -> Response {
-    send(
-        app,
-        reqwest::Method::POST,
-        "/users/me/mfa/totp/confirm",
-        access,
-        Some(json!({ "code": code })),
-    )
-    .await
-}
-
-async fn disable(app: &TestApp, access: &str, code: &str) -> Response {
-    send(
-        app,
-        reqwest::Method::DELETE,
-        "/users/me/mfa/totp",
-        access,
-        Some(json!({ "code": code })),
-    )
-    .await
-}
-
-async fn second_step(app: &TestApp, mfa_token: &str, code: &str) -> Response {
-    app.post_json(
-        "/auth/mfa",
-        &json!({ "mfa_token": mfa_token, "code": code }),
-    )
-    .await
 }
 
 /// A user with TOTP on: (username, access token, base32 secret, recovery codes). The clock
@@ -96,13 +38,13 @@ async fn second_step(app: &TestApp, mfa_token: &str, code: &str) -> Response {
 async fn user_with_totp(app: &TestApp) -> (String, String, String, Vec<String>) {
     let (name, pair) = app.new_session().await;
     let (access, _) = tokens(&pair);
-    let r = enrol(app, &access).await;
+    let r = app.enrol_totp(&access).await;
     assert_eq!(r.status(), StatusCode::OK);
     let secret = r.json::<Value>().await.unwrap()["secret"]
         .as_str()
         .unwrap()
         .to_owned();
-    let r = confirm(app, &access, &code_now(app, &secret)).await;
+    let r = app.confirm_totp(&access, &code_now(app, &secret)).await;
     assert_eq!(r.status(), StatusCode::OK);
     let codes: Vec<String> =
         serde_json::from_value(r.json::<Value>().await.unwrap()["recovery_codes"].clone()).unwrap();
@@ -126,7 +68,7 @@ async fn enrolment_is_active_only_once_confirmed_and_returns_ten_recovery_codes(
     let (name, pair) = app.new_session().await;
     let (access, _) = tokens(&pair);
 
-    let r = enrol(&app, &access).await;
+    let r = app.enrol_totp(&access).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
     let e: Value = r.json().await.unwrap();
@@ -153,20 +95,20 @@ async fn enrolment_is_active_only_once_confirmed_and_returns_ten_recovery_codes(
         (code_now(&app, secret).parse::<u32>().unwrap() + 1) % 1_000_000
     );
     assert_error(
-        confirm(&app, &access, &wrong).await,
+        app.confirm_totp(&access, &wrong).await,
         StatusCode::UNAUTHORIZED,
         "invalid_code",
     )
     .await;
     let body = assert_error(
-        confirm(&app, &access, "12ab").await,
+        app.confirm_totp(&access, "12ab").await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "validation_failed",
     )
     .await;
     assert_eq!(body["fields"][0]["field"], "code");
 
-    let r = confirm(&app, &access, &code_now(&app, secret)).await;
+    let r = app.confirm_totp(&access, &code_now(&app, secret)).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
     let codes: Vec<String> =
@@ -189,7 +131,7 @@ async fn enrolment_is_active_only_once_confirmed_and_returns_ten_recovery_codes(
 
     // On now: a new enrolment is refused, the state says so, and the password alone is not enough.
     assert_error(
-        enrol(&app, &access).await,
+        app.enrol_totp(&access).await,
         StatusCode::CONFLICT,
         "mfa_already_enabled",
     )
@@ -224,7 +166,7 @@ async fn a_login_with_totp_needs_a_code_and_each_code_and_token_works_once() {
     assert_ne!(token, body["mfa_token"]);
 
     let code = code_now(&app, &secret);
-    let r = second_step(&app, &token, &code).await;
+    let r = app.second_step(&token, &code).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
     assert!(device_cookie(&r).is_some());
@@ -235,13 +177,13 @@ async fn a_login_with_totp_needs_a_code_and_each_code_and_token_works_once() {
     assert_eq!(app.refresh(&refresh).await.status(), StatusCode::OK);
 
     // The same mfa_token again: used up.
-    let r = second_step(&app, &token, &code_now(&app, &secret)).await;
+    let r = app.second_step(&token, &code_now(&app, &secret)).await;
     assert_error(r, StatusCode::UNAUTHORIZED, "invalid_grant").await;
 
     // The same code with a new token: a replay.
     let token = mfa_token(&app, &name).await;
     assert_error(
-        second_step(&app, &token, &code).await,
+        app.second_step(&token, &code).await,
         StatusCode::UNAUTHORIZED,
         "invalid_grant",
     )
@@ -249,28 +191,28 @@ async fn a_login_with_totp_needs_a_code_and_each_code_and_token_works_once() {
     // The code of the step before an accepted one is refused too (steps only move forward).
     let earlier = code_at(&secret, app.clock.now().timestamp() - 30);
     assert_error(
-        second_step(&app, &token, &earlier).await,
+        app.second_step(&token, &earlier).await,
         StatusCode::UNAUTHORIZED,
         "invalid_grant",
     )
     .await;
     // The next step's code, with the token a wrong code did not use up.
     app.clock.advance(Duration::from_secs(30));
-    let r = second_step(&app, &token, &code_now(&app, &secret)).await;
+    let r = app.second_step(&token, &code_now(&app, &secret)).await;
     assert_eq!(r.status(), StatusCode::OK);
 
     // An expired token.
     let token = mfa_token(&app, &name).await;
     app.clock.advance(Duration::from_secs(5 * 60 + 30));
     assert_error(
-        second_step(&app, &token, &code_now(&app, &secret)).await,
+        app.second_step(&token, &code_now(&app, &secret)).await,
         StatusCode::UNAUTHORIZED,
         "invalid_grant",
     )
     .await;
     // Garbage and missing fields.
     assert_error(
-        second_step(&app, "not-a-token", "123456").await,
+        app.second_step("not-a-token", "123456").await,
         StatusCode::UNAUTHORIZED,
         "invalid_grant",
     )
@@ -301,7 +243,7 @@ async fn one_code_sent_twice_at_once_is_accepted_once() {
     for _ in 0..3 {
         let (a, b) = (mfa_token(&app, &name).await, mfa_token(&app, &name).await);
         let code = code_now(&app, &secret);
-        let (ra, rb) = tokio::join!(second_step(&app, &a, &code), second_step(&app, &b, &code));
+        let (ra, rb) = tokio::join!(app.second_step(&a, &code), app.second_step(&b, &code));
         let mut statuses = [ra.status(), rb.status()];
         statuses.sort();
         assert_eq!(statuses, [StatusCode::OK, StatusCode::UNAUTHORIZED]);
@@ -311,8 +253,8 @@ async fn one_code_sent_twice_at_once_is_accepted_once() {
     let token = mfa_token(&app, &name).await;
     let code = code_now(&app, &secret);
     let (ra, rb) = tokio::join!(
-        second_step(&app, &token, &code),
-        second_step(&app, &token, &code)
+        app.second_step(&token, &code),
+        app.second_step(&token, &code)
     );
     let mut statuses = [ra.status(), rb.status()];
     statuses.sort();
@@ -327,18 +269,18 @@ async fn recovery_codes_work_once_each() {
     let token = mfa_token(&app, &name).await;
     // Read without regard to case and dashes, as people type them.
     let typed = codes[0].to_uppercase().replace('-', " ");
-    let r = second_step(&app, &token, &typed).await;
+    let r = app.second_step(&token, &typed).await;
     assert_eq!(r.status(), StatusCode::OK);
 
     let token = mfa_token(&app, &name).await;
     assert_error(
-        second_step(&app, &token, &codes[0]).await,
+        app.second_step(&token, &codes[0]).await,
         StatusCode::UNAUTHORIZED,
         "invalid_grant",
     )
     .await;
     assert_eq!(
-        second_step(&app, &token, &codes[1]).await.status(),
+        app.second_step(&token, &codes[1]).await.status(),
         StatusCode::OK
     );
     let r = app
@@ -356,10 +298,10 @@ async fn wrong_codes_count_toward_the_account_throttle() {
     // wrong codes: the fifth failure locks the name.
     let token = mfa_token(&app, &name).await;
     for _ in 0..4 {
-        let r = second_step(&app, &token, "000000").await;
+        let r = app.second_step(&token, "000000").await;
         assert_error(r, StatusCode::UNAUTHORIZED, "invalid_grant").await;
     }
-    let r = second_step(&app, &token, &code_now(&app, &secret)).await;
+    let r = app.second_step(&token, &code_now(&app, &secret)).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers().contains_key(header::RETRY_AFTER));
     let r = app
@@ -370,7 +312,7 @@ async fn wrong_codes_count_toward_the_account_throttle() {
     // After the lock, a right code goes through and clears the count.
     app.clock.advance(Duration::from_secs(2));
     assert_eq!(
-        second_step(&app, &token, &code_now(&app, &secret))
+        app.second_step(&token, &code_now(&app, &secret))
             .await
             .status(),
         StatusCode::OK
@@ -386,22 +328,11 @@ async fn turning_totp_off_needs_a_session_and_a_code() {
     let (name, access, secret, codes) = user_with_totp(&app).await;
 
     // An API key may not manage the factor.
-    let r = send(
-        &app,
-        reqwest::Method::POST,
-        "/users/me/api-keys",
-        &access,
-        Some(json!({"name": "ci"})),
-    )
-    .await;
-    let key = r.json::<Value>().await.unwrap()["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = app.api_key(&access, "ci").await;
     for r in [
-        enrol(&app, &key).await,
-        confirm(&app, &key, "123456").await,
-        disable(&app, &key, &code_now(&app, &secret)).await,
+        app.enrol_totp(&key).await,
+        app.confirm_totp(&key, "123456").await,
+        app.disable_totp(&key, &code_now(&app, &secret)).await,
     ] {
         assert_error(r, StatusCode::FORBIDDEN, "forbidden").await;
     }
@@ -416,23 +347,23 @@ async fn turning_totp_off_needs_a_session_and_a_code() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     assert_error(
-        disable(&app, &access, "000000").await,
+        app.disable_totp(&access, "000000").await,
         StatusCode::UNAUTHORIZED,
         "invalid_code",
     )
     .await;
     assert_error(
-        disable(&app, &access, "aaaa-bbbb-cccc-dddd").await,
+        app.disable_totp(&access, "aaaa-bbbb-cccc-dddd").await,
         StatusCode::UNAUTHORIZED,
         "invalid_code",
     )
     .await;
     assert_eq!(
-        disable(&app, &access, &codes[3]).await.status(),
+        app.disable_totp(&access, &codes[3]).await.status(),
         StatusCode::NO_CONTENT
     );
     assert_error(
-        disable(&app, &access, &codes[4]).await,
+        app.disable_totp(&access, &codes[4]).await,
         StatusCode::NOT_FOUND,
         "not_found",
     )
@@ -448,7 +379,7 @@ async fn turning_totp_off_needs_a_session_and_a_code() {
 
     // The password alone logs in again, and TOTP can be enrolled anew.
     app.login(&name, PASSWORD).await;
-    assert_eq!(enrol(&app, &access).await.status(), StatusCode::OK);
+    assert_eq!(app.enrol_totp(&access).await.status(), StatusCode::OK);
     app.stop().await;
 }
 
@@ -457,14 +388,7 @@ async fn deleting_the_account_removes_its_factor_and_challenges() {
     let app = spawn_app().await;
     let (name, access, _, _) = user_with_totp(&app).await;
     mfa_token(&app, &name).await;
-    let r = send(
-        &app,
-        reqwest::Method::DELETE,
-        "/users/me",
-        &access,
-        Some(json!({"password": PASSWORD})),
-    )
-    .await;
+    let r = app.delete_me(&access, PASSWORD).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     for table in ["totp_factors", "recovery_codes", "mfa_challenges"] {
         let left = app
@@ -534,7 +458,7 @@ async fn the_totp_secret_is_sealed_at_rest_and_survives_a_rekey() {
     // A new clock starts at the real time, past the step accepted above.
     app.clock.advance(Duration::from_secs(60));
     let token = mfa_token(&app, &name).await;
-    let r = second_step(&app, &token, &code_now(&app, &secret)).await;
+    let r = app.second_step(&token, &code_now(&app, &secret)).await;
     assert_eq!(r.status(), StatusCode::OK);
     app.stop().await;
 }
@@ -543,32 +467,14 @@ async fn the_totp_secret_is_sealed_at_rest_and_survives_a_rekey() {
 async fn an_operator_turns_totp_off_from_the_cli() {
     let app = spawn_app().await;
     let (name, access, _, _) = user_with_totp(&app).await;
-    let mfa_off = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_authd"))
-            .args(["users", "mfa-off", &name])
-            .env_clear()
-            .env("DATABASE_URL", &app.db.url)
-            .output()
-            .unwrap()
-    };
-    let show = std::process::Command::new(env!("CARGO_BIN_EXE_authd"))
-        .args(["users", "show", &name])
-        .env_clear()
-        .env("DATABASE_URL", &app.db.url)
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&show.stdout).contains("TOTP: on"));
+    let show = authd_ok(&app.db.url, &["users", "show", &name]);
+    assert!(show.contains("TOTP: on"), "{show}");
 
-    let out = mfa_off();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("TOTP off"));
+    let said = authd_ok(&app.db.url, &["users", "mfa-off", &name]);
+    assert!(said.contains("TOTP off"), "{said}");
     app.login(&name, PASSWORD).await;
-    let out = mfa_off();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("was not on"));
+    let said = authd_ok(&app.db.url, &["users", "mfa-off", &name]);
+    assert!(said.contains("was not on"), "{said}");
 
     let events = app
         .get_with_authorization("/users/me/events", format!("Bearer {access}").as_bytes())

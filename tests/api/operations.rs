@@ -159,15 +159,6 @@ async fn shutdown_lets_an_in_flight_request_finish_and_refuses_new_ones() {
         .unwrap();
 }
 
-fn authd() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_authd"));
-    // Run where no .env can be picked up, with only the variables each test sets.
-    cmd.current_dir(std::env::temp_dir())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    cmd
-}
-
 #[test]
 fn a_bad_setting_exits_non_zero_with_one_line_naming_it() {
     let secret = "too-short-secret";
@@ -539,18 +530,7 @@ async fn an_operator_lists_disables_revokes_and_deletes_users_from_the_cli() {
     let app = spawn_app().await;
     let (name, pair) = app.new_session().await;
     let (access, _) = tokens(&pair);
-    let key: Value = app
-        .client
-        .post(app.url("/users/me/api-keys"))
-        .bearer_auth(&access)
-        .json(&json!({"name": "k"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = key["key"].as_str().unwrap().to_owned();
+    let key = app.api_key(&access, "k").await;
     let url = app.db.url.clone();
     let users = move |args: &[&str]| {
         let out = authd()
@@ -685,31 +665,8 @@ async fn an_operator_revokes_sessions_and_scripts_read_json() {
     let app = spawn_app().await;
     let (name, pair) = app.new_session().await;
     let (access, refresh) = tokens(&pair);
-    let key: Value = app
-        .client
-        .post(app.url("/users/me/api-keys"))
-        .bearer_auth(&access)
-        .json(&json!({"name": "k"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = key["key"].as_str().unwrap().to_owned();
-    let run = |args: &[&str]| {
-        let out = authd()
-            .env("DATABASE_URL", &app.db.url)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let key = app.api_key(&access, "k").await;
+    let run = |args: &[&str]| authd_ok(&app.db.url, args);
 
     let said: Value =
         serde_json::from_str(&run(&["sessions", "revoke", "--user", &name, "--json"])).unwrap();
@@ -760,19 +717,7 @@ async fn a_key_rotation_reaches_every_replica_without_a_restart() {
     let (name, pair) = a.new_session().await;
     let (old_access, _) = tokens(&pair);
     let old_kid = jwt_part(&old_access, 0)["kid"].as_str().unwrap().to_owned();
-    let cli = |args: &[&str]| {
-        let out = authd()
-            .env("DATABASE_URL", &db.url)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let cli = |args: &[&str]| authd_ok(&db.url, args);
 
     let said = cli(&["keys", "rotate"]);
     let new_kid = said.split_whitespace().next().unwrap().to_owned();

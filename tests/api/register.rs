@@ -259,12 +259,7 @@ async fn all_missing_fields_are_reported_together() {
         "validation_failed",
     )
     .await;
-    let fields: Vec<&str> = body["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["field"].as_str().unwrap())
-        .collect();
+    let fields = field_names(&body);
     assert_eq!(fields, ["username", "password"]);
 }
 

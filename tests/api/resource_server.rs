@@ -77,17 +77,7 @@ async fn the_resource_server_verifies_tokens_offline_and_follows_a_rotation() {
     other.stop().await;
 
     // authd rotates its key: new tokens name a kid the cache has never seen, and pass.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authd"))
-        .args(["keys", "rotate"])
-        .env_clear()
-        .env("DATABASE_URL", &app.db.url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    authd_ok(&app.db.url, &["keys", "rotate"]);
     assert!(app.auth.reload_keys().await.unwrap());
     let before = keys.fetches();
     let pair = app.login(&name, PASSWORD).await;
